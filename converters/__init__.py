@@ -1,0 +1,1 @@
+"""Readers and writers of EM package file formats (installed as ``scipion_kg.converters``)."""

@@ -1,0 +1,229 @@
+"""The ``scipion-kg`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ScipionKGError
+from .version import __version__
+
+__all__ = ["main"]
+
+
+def _project(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .project import Project
+
+    return Project.find(args.project)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .project import Project, StoreConfig
+
+    project = Project.init(Path(args.directory), store=StoreConfig(args.endpoint, args.update_endpoint))
+    print(f"initialised scipion-kg project in {project.root}")
+    return 0
+
+
+def cmd_ontology_check(args: argparse.Namespace) -> int:
+    from .ontology_check import check_ontology
+
+    report = check_ontology(Path(args.directory) if args.directory else None, reasoner=not args.no_reasoner)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+def cmd_formats(args: argparse.Namespace) -> int:
+    from .namespaces import compact
+    from .vocabulary import vocabulary
+
+    for declaration in sorted(vocabulary().formats.values(), key=lambda d: d.label.lower()):
+        extensions = " ".join(declaration.extensions) or "-"
+        print(f"{compact(declaration.iri):40} {declaration.label:40} {extensions}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .importer import import_files
+    from .namespaces import compact
+    from .ontology_graph import sync_ontology_graph
+    from .recorder import Recorder
+
+    project = _project(args)
+    with project.open_store(write=True) as store:
+        sync_ontology_graph(store)
+        run = import_files(
+            Recorder(project, store),
+            [Path(p) for p in args.paths],
+            data_class=args.data_class,
+            format=args.format,
+        )
+    for entity in run.outputs:
+        print(
+            f"{entity.path}  {compact(entity.format or '-')}  {compact(entity.data_class)}"
+            f"  sha256 {entity.sha256}"
+        )
+    print(f"recorded import run {run.iri}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from .ingest import find_bundles, ingest_bundles
+    from .ontology_graph import sync_ontology_graph
+    from .vocabulary import vocabulary
+
+    project = _project(args)
+    paths = [Path(p) for p in args.bundles] or find_bundles(project)
+    with project.open_store(write=True) as store:
+        sync_ontology_graph(store)
+        report = ingest_bundles(store, project, paths, vocabulary(), shacl=args.shacl)
+    print(
+        f"{len(paths)} bundles: {report.ingested} ingested, {report.replaced} replaced, "
+        f"{report.unchanged} unchanged ({report.triples} triples)"
+    )
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from .export import export_lineage
+    from .lineage import lineage, resolve_target
+
+    project = _project(args)
+    with project.open_store() as store:
+        root = resolve_target(project, store, args.target)
+        result = lineage(store, root, "downstream" if args.down else "upstream")
+        text = export_lineage(store, result, args.format)
+    if args.output:
+        from .atomic import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.output), text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .namespaces import compact
+    from .queries import load_query
+
+    project = _project(args)
+    with project.open_store() as store:
+        rows = store.select(load_query("runs-overview"))
+    for row in rows:
+        print(
+            f"{row['started']}  {compact(str(row['status'])):16} {compact(str(row['step'])):28} {row['run']}"
+        )
+    print(f"{len(rows)} runs")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    result = run_demo(Path(args.out), args.size)
+    print()
+    print(result.lineage_text)
+    print(f"project: {result.project}")
+    for path in result.exports:
+        print(f"lineage export: {path}")
+    print(f"next: scipion-kg lineage --project {result.project} {result.mask}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scipion-kg",
+        description="Provenance and workflow knowledge graph for 3D electron microscopy.",
+    )
+    parser.add_argument("--version", action="version", version=f"scipion-kg {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_project(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--project",
+            type=Path,
+            default=None,
+            help="project directory (default: the project containing the current directory)",
+        )
+        return sub
+
+    init = commands.add_parser("init", help="create a project (run directories + on-disk store)")
+    init.add_argument("directory")
+    init.add_argument(
+        "--endpoint", help="keep the graph in this SPARQL 1.1 endpoint instead of the embedded store"
+    )
+    init.add_argument("--update-endpoint", help="SPARQL update URL when it differs from --endpoint")
+    init.set_defaults(handler=cmd_init)
+
+    ontology = commands.add_parser("ontology", help="ontology tools")
+    ontology_commands = ontology.add_subparsers(dest="ontology_command", required=True, metavar="ACTION")
+    check = ontology_commands.add_parser(
+        "check", help="parse the ontology, run its SPARQL rules and the HermiT reasoner"
+    )
+    check.add_argument("--directory", help="check this ontology folder instead of the installed one")
+    check.add_argument("--no-reasoner", action="store_true", help="skip HermiT (no Java needed)")
+    check.set_defaults(handler=cmd_ontology_check)
+
+    formats = commands.add_parser("formats", help="list the file formats the ontology declares")
+    formats.set_defaults(handler=cmd_formats)
+
+    importer = with_project(
+        commands.add_parser("import", help="register existing files through an import run")
+    )
+    importer.add_argument("paths", nargs="+", metavar="PATH")
+    importer.add_argument("--data-class", help="ontology class of the files (default: from the format)")
+    importer.add_argument("--format", help="format IRI or skg: name (default: detected)")
+    importer.set_defaults(handler=cmd_import)
+
+    ingest = with_project(
+        commands.add_parser("ingest", help="ingest run bundles into the store (idempotent)")
+    )
+    ingest.add_argument("bundles", nargs="*", metavar="BUNDLE", help="default: every bundle under runs/")
+    ingest.add_argument(
+        "--shacl", action="store_true", help="also validate every bundle against the run-bundle SHACL shapes"
+    )
+    ingest.set_defaults(handler=cmd_ingest)
+
+    lineage = with_project(
+        commands.add_parser(
+            "lineage", help="how an entity was produced (upstream) or what was made from it (--down)"
+        )
+    )
+    lineage.add_argument("target", metavar="PATH|IRI")
+    lineage.add_argument("--down", action="store_true", help="downstream closure instead of upstream")
+    lineage.add_argument(
+        "--format", default="text", choices=["text", "json", "turtle", "json-ld", "prov-json", "prov-n"]
+    )
+    lineage.add_argument("--output", "-o", help="write to this file instead of standard output")
+    lineage.set_defaults(handler=cmd_lineage)
+
+    demo = commands.add_parser("demo", help="build a demonstration project and show a map's lineage")
+    demo.add_argument(
+        "--out", default="scipion-kg-demo", help="new project directory (default: scipion-kg-demo)"
+    )
+    demo.add_argument("--size", choices=["small", "standard"], default="small")
+    demo.set_defaults(handler=cmd_demo)
+
+    runs = with_project(commands.add_parser("runs", help="list the recorded runs"))
+    runs.set_defaults(handler=cmd_runs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ScipionKGError as error:
+        print(f"scipion-kg: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("scipion-kg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

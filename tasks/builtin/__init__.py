@@ -1,0 +1,1 @@
+"""Built-in numpy/scipy backends of the processing steps (run anywhere, the default backend)."""

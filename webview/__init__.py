@@ -1,0 +1,1 @@
+"""The Flask viewer of a project's provenance graph (installed as ``scipion_kg.webview``)."""
