@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import rdflib
-from rdflib.compare import isomorphic
 from prov.model import ProvDocument
+from rdflib.compare import isomorphic
 
 from scipion_kg.export import export_lineage, to_prov_document
 from scipion_kg.lineage import lineage
