@@ -15,6 +15,7 @@ import pyoxigraph as ox
 
 from .bundle import BUNDLE_FILE, bundle_graph_iri
 from .errors import BundleError, UnknownTermError
+from .graphs import graph_quads, replace_graph_update
 from .hashing import hash_bytes
 from .namespaces import PROV, QUDT, RDF, SKG, compact, ledger_graph_iri, sha256_of_entity_iri
 from .project import Project
@@ -190,8 +191,7 @@ def ingest_bundles(
             report.runs.append(bundle.run)
     batch: list[ox.Quad] = []
     for bundle in fresh:
-        graph_node = ox.NamedNode(bundle.graph)
-        batch.extend(ox.Quad(t.subject, t.predicate, t.object, graph_node) for t in bundle.triples)
+        batch.extend(graph_quads(bundle.graph, bundle.triples))
         batch.extend(_ledger_quads(bundle, project))
         report.ingested += 1
         report.triples += len(bundle.triples)
@@ -205,12 +205,9 @@ def ingest_bundles(
 
 
 def _replace(store: Store, project: Project, bundle: ParsedBundle) -> None:
-    """Swap a run's graph and ledger entry in one SPARQL update (applied whole or not at all)."""
+    """Swap a run's graph, its share of the default graph and its ledger entry in one SPARQL update."""
     ledger = ledger_graph_iri()
-    body = "\n".join(f"{t.subject} {t.predicate} {t.object} ." for t in bundle.triples)
-    ledger_body = "\n".join(f"{q.subject} {q.predicate} {q.object} ." for q in _ledger_quads(bundle, project))
     store.update(
-        f"DROP SILENT GRAPH <{bundle.graph}> ;\n"
         f"DELETE WHERE {{ GRAPH <{ledger}> {{ <{bundle.graph}> ?p ?o }} }} ;\n"
-        f"INSERT DATA {{ GRAPH <{bundle.graph}> {{\n{body}\n}}\nGRAPH <{ledger}> {{\n{ledger_body}\n}} }}"
+        + replace_graph_update(bundle.graph, bundle.triples, _ledger_quads(bundle, project))
     )

@@ -6,6 +6,7 @@ import hashlib
 
 import pyoxigraph as ox
 
+from .graphs import graph_quads, remove_graph
 from .namespaces import SKG, ledger_graph_iri
 from .store import Store
 from .terms import Lit
@@ -29,10 +30,16 @@ def sync_ontology_graph(store: Store) -> bool:
     )
     if any(isinstance(row.get("sha"), Lit) and str(row["sha"]) == sha for row in rows):
         return False
-    graph = ox.NamedNode(ONTOLOGY_GRAPH)
-    store.drop_graphs([ONTOLOGY_GRAPH])
     store.update(f"DELETE WHERE {{ GRAPH <{ledger}> {{ <{ONTOLOGY_GRAPH}> ?p ?o }} }}")
-    quads = [ox.Quad(q.subject, q.predicate, q.object, graph) for q in parse_modules(files)]
-    quads.append(ox.Quad(graph, ox.NamedNode(SKG + "bundleSha256"), ox.Literal(sha), ox.NamedNode(ledger)))
+    remove_graph(store, ONTOLOGY_GRAPH)
+    quads = graph_quads(ONTOLOGY_GRAPH, (q.triple for q in parse_modules(files)))
+    quads.append(
+        ox.Quad(
+            ox.NamedNode(ONTOLOGY_GRAPH),
+            ox.NamedNode(SKG + "bundleSha256"),
+            ox.Literal(sha),
+            ox.NamedNode(ledger),
+        )
+    )
     store.add_quads(quads)
     return True

@@ -1,9 +1,9 @@
 """The store interface: one API over the embedded Oxigraph store and any SPARQL 1.1 endpoint.
 
 Reads return light terms (:mod:`scipion_kg.terms`); writes take pyoxigraph quads, the one in-memory RDF
-form the recorder and ingest build. Every bundle lives in its own named graph; queries see the union of
-all graphs as their default graph (Oxigraph's ``use_default_graph_as_union``; an endpoint must be set up
-the same way, e.g. ``oxigraph serve --union-default-graph`` or Fuseki's ``unionDefaultGraph``).
+form the recorder and ingest build. Every bundle lives in its own named graph and is mirrored into the
+default graph (:mod:`scipion_kg.graphs`); queries read the default graph, so any SPARQL 1.1 server works
+with its default settings.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def to_term(node: ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple) -> Term:
 
 
 class Store(abc.ABC):
-    """A quad store that answers SPARQL 1.1 queries over the union of its graphs."""
+    """A quad store that answers SPARQL 1.1 queries (over its default graph unless they say GRAPH)."""
 
     read_only: bool = False
     location: str = ""

@@ -1,8 +1,7 @@
 """A store behind a SPARQL 1.1 endpoint (query + update), for facilities sharing one server.
 
 Speaks the SPARQL 1.1 Protocol only (no vendor API), so Oxigraph server, Fuseki, Virtuoso or GraphDB all
-work. The endpoint must use the union of its named graphs as the default graph, as the embedded store
-does (``oxigraph serve --union-default-graph``; Fuseki ``tdb2:unionDefaultGraph true``).
+work with their default settings.
 """
 
 from __future__ import annotations

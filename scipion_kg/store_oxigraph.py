@@ -14,7 +14,7 @@ __all__ = ["OxigraphStore"]
 
 
 class OxigraphStore(Store):
-    """Oxigraph on disk (``path``) or in memory (``path=None``); queries use the union default graph."""
+    """Oxigraph on disk (``path``) or in memory (``path=None``)."""
 
     def __init__(self, path: Path | None, *, read_only: bool = False) -> None:
         self.read_only = read_only
@@ -37,7 +37,7 @@ class OxigraphStore(Store):
 
     def _query(self, query: str) -> object:
         try:
-            return self._store.query(query, use_default_graph_as_union=True)
+            return self._store.query(query)
         except SyntaxError as error:
             raise StoreError(f"invalid SPARQL query: {error}") from error
         except OSError as error:

@@ -79,7 +79,7 @@ def test_a_bad_bundle_is_refused_by_name_and_nothing_is_ingested(
     bad.parent.mkdir()
     bad.write_text(text)
     # The good bundles of the chain are fresh for a new store, so a partial ingest would show.
-    store.drop_graphs(store.graph_names())
+    store.update("CLEAR ALL")
     before = sorted(str(q) for q in store.quads())
     with pytest.raises(error, match=message) as raised:
         ingest_bundles(store, project, find_bundles(project), vocabulary())

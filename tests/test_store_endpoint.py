@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from scipion_kg.graphs import graph_quads, remove_graph
 from scipion_kg.lineage import lineage
 from scipion_kg.project import Project, StoreConfig
 from scipion_kg.store_endpoint import EndpointStore
@@ -41,7 +42,6 @@ def sparql_server(tmp_path: Path) -> Iterator[str]:
             str(tmp_path / "server-db"),
             "--bind",
             f"127.0.0.1:{port}",
-            "--union-default-graph",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -87,13 +87,19 @@ def test_endpoint_store_basic_operations(sparql_server: str) -> None:
     import pyoxigraph as ox
 
     store = EndpointStore(f"{sparql_server}/query", f"{sparql_server}/update")
-    graph = ox.NamedNode("urn:g")
-    store.add_quads([ox.Quad(ox.NamedNode("urn:s"), ox.NamedNode("urn:p"), ox.Literal("300.0"), graph)])
-    assert store.graph_names() == {"urn:g"}
+    triple = ox.Triple(ox.NamedNode("urn:s"), ox.NamedNode("urn:p"), ox.Literal("300.0"))
+    store.add_quads(graph_quads("urn:g", [triple]))
+    store.add_quads(graph_quads("urn:h", [triple]))
+    assert store.graph_names() == {"urn:g", "urn:h"}
     assert store.ask("ASK { <urn:s> <urn:p> ?o }")
-    assert [str(q.object) for q in store.quads()] == ['"300.0"']
-    store.drop_graphs(["urn:g"])
+    # Two graphs assert the triple; the default graph holds it once.
+    assert len(store.select("SELECT ?o WHERE { <urn:s> <urn:p> ?o }")) == 1
+    remove_graph(store, "urn:g")
+    assert store.graph_names() == {"urn:h"}
+    assert store.ask("ASK { <urn:s> <urn:p> ?o }"), "still asserted by urn:h"
+    remove_graph(store, "urn:h")
     assert store.graph_names() == set()
+    assert not store.ask("ASK { <urn:s> <urn:p> ?o }")
     read_only = EndpointStore(f"{sparql_server}/query", read_only=True)
     with pytest.raises(Exception, match="read-only"):
         read_only.update("INSERT DATA { <urn:a> <urn:b> <urn:c> }")

@@ -57,7 +57,7 @@ def test_ingest_with_shacl_refuses_a_nonconforming_bundle(
     bad = project.runs_dir / "zz" / "provenance.ttl"
     bad.parent.mkdir()
     graph.serialize(bad, format="turtle")
-    store.drop_graphs(store.graph_names())
+    store.update("CLEAR ALL")
     with pytest.raises(BundleError, match=r"inputSignature|pattern"):
         ingest_bundles(store, project, find_bundles(project), vocabulary(), shacl=True)
     assert store.graph_names() == set()
