@@ -57,7 +57,7 @@ def test_lineage_carries_parameters_software_roles_and_hashes(chain: Chain, stor
     assert ctf.used == [(chain.entities["micrographs"], "micrographs")]
     assert ctf.generated == [(chain.entities["ctf"], "ctf")]
     extract = result.runs[chain.runs["extract"]]
-    assert sorted(role for _, role in extract.used) == ["coordinates", "ctf", "micrographs"]
+    assert sorted(str(role) for _, role in extract.used) == ["coordinates", "ctf", "micrographs"]
     particles = result.entities[chain.entities["particles"]]
     import hashlib
 
@@ -97,7 +97,7 @@ def test_run_identity_follows_step_significant_parameters_and_inputs(project: Pr
     source = project.root / "in.star"
     source.write_text("data_\n")
 
-    def record(**parameters: object) -> str:
+    def record(**parameters: float | str) -> str:
         params = [Parameter(k, v, significant=not k.startswith("ns_")) for k, v in parameters.items()]
         with recorder.run("skg:Masking", inputs=[Input(source, "map")], parameters=params) as run:
             pass
