@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from functools import cache
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from .vocabulary import FormatDeclaration, Vocabulary
 __all__ = ["detect_format", "require_format"]
 
 _HEAD_BYTES = 64 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @cache
@@ -26,8 +29,24 @@ def _suffixes(path: Path) -> set[str]:
     return {"." + ".".join(parts[index:]) for index in range(1, len(parts))}
 
 
-def _content_verdict(declaration: FormatDeclaration, head: bytes, text: str) -> bool | None:
+def _read_head(path: Path) -> tuple[bytes, bool]:
+    """The first 64 KiB of the file's content, decompressed when it is gzip; and whether it was."""
+    with path.open("rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+    if not head.startswith(_GZIP_MAGIC):
+        return head, False
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read(_HEAD_BYTES), True
+    except (OSError, EOFError, zlib.error) as error:
+        raise FormatError(f"{path}: starts like a gzip file but does not decompress: {error}") from error
+
+
+def _content_verdict(declaration: FormatDeclaration, head: bytes, text: str, binary: bool) -> bool | None:
     """True/False when the declaration has a content check, None when it has none."""
+    if binary and declaration.is_text and declaration.content_pattern is not None:
+        # A text format's pattern must not be searched in binary bytes (it can match by chance).
+        return False
     verdicts: list[bool] = []
     if declaration.signature_text is not None:
         offset = declaration.signature_offset or 0
@@ -43,17 +62,18 @@ def detect_format(path: Path, vocabulary: Vocabulary) -> FormatDeclaration | Non
 
     A declaration matches when its extension matches and its content check (if any) passes, or when its
     content check passes whatever the extension. A passing content check outranks an extension alone;
-    ties go to the higher ``skg:formatPriority``.
+    ties go to the higher ``skg:formatPriority``. A gzip-compressed file (``model.cif.gz``) is recognised
+    by its decompressed content and the name without ``.gz``, as gemmi, mrcfile and RELION read it.
     """
-    suffixes = _suffixes(path)
-    with path.open("rb") as handle:
-        head = handle.read(_HEAD_BYTES)
+    head, compressed = _read_head(path)
+    suffixes = _suffixes(path.with_suffix("") if compressed and path.suffix.lower() == ".gz" else path)
     text = head.decode("latin-1")
+    binary = b"\x00" in head
     best: tuple[int, int, str] | None = None
     chosen: FormatDeclaration | None = None
     for declaration in vocabulary.formats.values():
         by_extension = bool(suffixes.intersection(declaration.extensions))
-        by_content = _content_verdict(declaration, head, text)
+        by_content = _content_verdict(declaration, head, text, binary)
         if by_content is False or not (by_extension or by_content):
             continue
         score = (2 if by_content else 0) + (1 if by_extension else 0)

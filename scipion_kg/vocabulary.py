@@ -90,6 +90,7 @@ class FormatDeclaration:
     content_pattern: str | None
     priority: int
     data_class: str | None
+    is_text: bool = False
 
 
 @dataclass
@@ -227,6 +228,7 @@ def _format_declaration(
         content_pattern=first("contentPattern"),
         priority=int(priority) if priority is not None else 0,
         data_class=data_class,
+        is_text=first("isTextFormat") == "true",
     )
 
 
