@@ -20,6 +20,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -148,6 +149,25 @@ def median_time(function: Callable[[], object], repeats: int) -> tuple[float, ob
     return statistics.median(times), result
 
 
+def in_deep_thread(function: Callable[[], object]) -> object:
+    """Run ``function`` where deep recursion is allowed: rdflib evaluates property paths recursively,
+    one Python frame per step, so a 10,000-step chain overflows the default limit and stack."""
+    result: list[object] = []
+    previous_limit = sys.getrecursionlimit()
+    threading.stack_size(512 * 1024 * 1024)
+    sys.setrecursionlimit(1_000_000)
+    try:
+        worker = threading.Thread(target=lambda: result.append(function()))
+        worker.start()
+        worker.join()
+    finally:
+        sys.setrecursionlimit(previous_limit)
+        threading.stack_size(0)
+    if not result:
+        raise SystemExit("the rdflib query failed (see the traceback above)")
+    return result[0]
+
+
 def rdflib_dataset(bundles: list[Path]) -> rdflib.Dataset:
     dataset = rdflib.Dataset(default_union=True)
     for path in bundles:
@@ -187,7 +207,9 @@ def bench_project(name: str, project: Project, last_output: Path, repeats: int) 
         results["closure_entities"] = len(found[0])  # type: ignore[index]
         results["lineage_s"], full = median_time(lambda: lineage(store, root), repeats)
         results["lineage_runs"] = len(full.runs)  # type: ignore[attr-defined]
-    results["rdflib_closure_s"], rows = median_time(lambda: list(dataset.query(query)), max(1, repeats))
+    results["rdflib_closure_s"], rows = median_time(
+        lambda: in_deep_thread(lambda: list(dataset.query(query))), max(1, repeats)
+    )
     entities = {row[0] for row in rows}  # type: ignore[attr-defined]
     if len(entities) != results["closure_entities"]:
         raise SystemExit(f"rdflib found {len(entities)} entities, Oxigraph {results['closure_entities']}")

@@ -7,7 +7,7 @@ re-run of the same computation replaces the old graph in one SPARQL update.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import pyoxigraph as ox
 
 from .bundle import BUNDLE_FILE, bundle_graph_iri
 from .errors import BundleError, UnknownTermError
-from .graphs import graph_quads, replace_graph_update
+from .graphs import replace_graph_update
 from .hashing import hash_bytes
 from .namespaces import PROV, QUDT, RDF, SKG, compact, ledger_graph_iri, sha256_of_entity_iri
 from .project import Project
@@ -26,7 +26,6 @@ from .vocabulary import Vocabulary
 
 __all__ = ["IngestReport", "ParsedBundle", "find_bundles", "ingest_bundles", "parse_bundle"]
 
-_BATCH_TRIPLES = 200_000
 _STATUSES = {SKG + "Succeeded", SKG + "Failed"}
 
 
@@ -45,7 +44,7 @@ class ParsedBundle:
     sha256: str
     run: str
     graph: str
-    triples: list[ox.Triple]
+    triples: list[ox.Quad]  # as parsed: in the default graph
 
 
 def find_bundles(project: Project) -> list[Path]:
@@ -61,14 +60,14 @@ def parse_bundle(path: Path, vocabulary: Vocabulary, data: bytes | None = None) 
         except OSError as error:
             raise BundleError(f"{path}: cannot read the bundle: {error}") from error
     try:
-        triples = [quad.triple for quad in ox.parse(data, format=ox.RdfFormat.TURTLE)]
+        triples = list(ox.parse(data, format=ox.RdfFormat.TURTLE))
     except SyntaxError as error:
         raise BundleError(f"{path}: not a valid Turtle bundle: {error}") from error
     run = _check_bundle(path, triples, vocabulary)
     return ParsedBundle(path, hash_bytes(data), run, bundle_graph_iri(run), triples)
 
 
-def _check_bundle(path: Path, triples: Sequence[ox.Triple], vocabulary: Vocabulary) -> str:
+def _check_bundle(path: Path, triples: Sequence[ox.Quad], vocabulary: Vocabulary) -> str:
     """The bundle rules; returns the run's IRI."""
     types: dict[str, set[str]] = {}
     generated_by: dict[str, str] = {}
@@ -189,19 +188,25 @@ def ingest_bundles(
             report.replaced += 1
             report.triples += len(bundle.triples)
             report.runs.append(bundle.run)
-    batch: list[ox.Quad] = []
+    if fresh:
+        # Data first through the bulk loader, ledger entries last in one transaction: a crash in between
+        # leaves graphs without ledger entries, which the next ingest simply adds again (set semantics).
+        store.add_quads_bulk(_data_quads(fresh))
+        store.add_quads([quad for bundle in fresh for quad in _ledger_quads(bundle, project)])
     for bundle in fresh:
-        batch.extend(graph_quads(bundle.graph, bundle.triples))
-        batch.extend(_ledger_quads(bundle, project))
         report.ingested += 1
         report.triples += len(bundle.triples)
         report.runs.append(bundle.run)
-        if len(batch) >= _BATCH_TRIPLES:
-            store.add_quads(batch)
-            batch = []
-    if batch:
-        store.add_quads(batch)
     return report
+
+
+def _data_quads(bundles: Sequence[ParsedBundle]) -> Iterator[ox.Quad]:
+    """Each bundle's triples in its named graph and in the default graph (see graphs.py)."""
+    for bundle in bundles:
+        graph = ox.NamedNode(bundle.graph)
+        for quad in bundle.triples:
+            yield quad
+            yield ox.Quad(quad.subject, quad.predicate, quad.object, graph)
 
 
 def _replace(store: Store, project: Project, bundle: ParsedBundle) -> None:

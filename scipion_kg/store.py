@@ -57,6 +57,10 @@ class Store(abc.ABC):
     def add_quads(self, quads: Iterable[ox.Quad]) -> None:
         """Add quads in one transaction (all or nothing)."""
 
+    def add_quads_bulk(self, quads: Iterable[ox.Quad]) -> None:
+        """Add many quads as fast as the store allows; not atomic (callers order writes to be safe)."""
+        self.add_quads(quads)
+
     @abc.abstractmethod
     def drop_graphs(self, graphs: Iterable[str]) -> None:
         """Remove named graphs and everything in them (missing graphs are ignored)."""
