@@ -46,6 +46,48 @@ def cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .conversion import convert, print_warnings
+    from .converters.mapping import ConversionOptions
+    from .project import Project
+
+    options = ConversionOptions(
+        pixel_size=args.pixel_size,
+        voltage=args.voltage,
+        spherical_aberration=args.cs,
+        amplitude_contrast=args.amplitude_contrast,
+        image_size=args.box_size,
+        micrograph_size=tuple(args.micrograph_size) if args.micrograph_size else None,
+    )
+    project = None
+    if args.project is not None:
+        project = Project.find(args.project)
+    elif not args.no_project:
+        project = Project.find_optional(Path.cwd())
+    try:
+        outcome = convert(
+            Path(args.source),
+            Path(args.target),
+            source_format=args.source_format,
+            target_format=args.target_format,
+            options=options,
+            permissive=args.permissive,
+            project=project,
+        )
+    finally:
+        if project is not None:
+            project.close()
+    result = outcome.result
+    print(
+        f"{result.source} ({result.source_convention.label}) -> {result.target} "
+        f"({result.target_convention.label}): {result.rows} rows"
+    )
+    if outcome.run_iri:
+        print(f"recorded as {outcome.run_iri}")
+    print_warnings(outcome)
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from .importer import import_files
     from .namespaces import compact
@@ -169,6 +211,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     formats = commands.add_parser("formats", help="list the file formats the ontology declares")
     formats.set_defaults(handler=cmd_formats)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert particle, micrograph or tilt-series metadata between packages",
+        description="Convert metadata between packages through the canonical table; formats and dialects "
+        "are detected from content and extension where possible ('scipion-kg formats' lists them). "
+        "Inside a project (or with --project) the conversion is recorded as a run.",
+    )
+    convert.add_argument("source", metavar="IN")
+    convert.add_argument("target", metavar="OUT")
+    convert.add_argument("--from", dest="source_format", help="format or convention of IN (e.g. RELION30)")
+    convert.add_argument("--to", dest="target_format", help="format or convention of OUT (e.g. CryoSPARC)")
+    convert.add_argument("--project", type=Path, default=None, help="record the conversion in this project")
+    convert.add_argument("--no-project", action="store_true", help="do not record even inside a project")
+    convert.add_argument("--permissive", action="store_true", help="warn about shape violations, do not stop")
+    convert.add_argument("--pixel-size", type=float, help="pixel size in Å/px when the source lacks it")
+    convert.add_argument("--voltage", type=float, help="acceleration voltage in kV when the source lacks it")
+    convert.add_argument("--cs", type=float, help="spherical aberration in mm when the source lacks it")
+    convert.add_argument("--amplitude-contrast", type=float, help="amplitude contrast (fraction 0-1)")
+    convert.add_argument("--box-size", type=int, help="particle box size in pixels")
+    convert.add_argument(
+        "--micrograph-size", type=int, nargs=2, metavar=("NX", "NY"), help="micrograph size in px"
+    )
+    convert.set_defaults(handler=cmd_convert)
 
     importer = with_project(
         commands.add_parser("import", help="register existing files through an import run")

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 __all__ = [
     "BundleError",
+    "ConversionError",
     "FormatError",
     "LineageError",
     "OntologyError",
+    "ParseError",
     "ProjectError",
     "ProjectLockedError",
     "RecordError",
     "ScipionKGError",
     "StoreError",
+    "TableValidationError",
     "UnknownTermError",
 ]
 
@@ -58,3 +61,15 @@ class FormatError(ScipionKGError):
 
 class LineageError(ScipionKGError):
     """A lineage request names something the store does not know."""
+
+
+class ParseError(FormatError):
+    """A file does not follow its format; the message names the file, line (or row) and column."""
+
+
+class ConversionError(ScipionKGError):
+    """A conversion cannot be done as asked: a value the target needs is missing, or data would be lost."""
+
+
+class TableValidationError(ScipionKGError):
+    """A table or set violates its SHACL shapes (the report is attached)."""

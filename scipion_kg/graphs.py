@@ -18,7 +18,7 @@ from .store import Store
 __all__ = ["drop_graph_update", "graph_quads", "remove_graph", "replace_graph_update"]
 
 
-def graph_quads(graph: str, triples: Iterable[ox.Triple]) -> list[ox.Quad]:
+def graph_quads(graph: str, triples: Iterable[ox.Triple | ox.Quad]) -> list[ox.Quad]:
     """Quads putting ``triples`` into the named graph ``graph`` and into the default graph."""
     node = ox.NamedNode(graph)
     default = ox.DefaultGraph()
@@ -33,7 +33,9 @@ def _lines(triples: Iterable[ox.Triple | ox.Quad]) -> str:
     return "\n".join(f"{t.subject} {t.predicate} {t.object} ." for t in triples)
 
 
-def replace_graph_update(graph: str, triples: Sequence[ox.Triple], extra: Sequence[ox.Quad] = ()) -> str:
+def replace_graph_update(
+    graph: str, triples: Sequence[ox.Triple | ox.Quad], extra: Sequence[ox.Quad] = ()
+) -> str:
     """One SPARQL update (applied whole) that replaces a named graph and its share of the default graph.
 
     Triples of the old graph that no other named graph asserts leave the default graph; the new ones

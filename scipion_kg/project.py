@@ -123,6 +123,12 @@ class Project:
             root = found
         return cls(root, _read_config(root / CONTROL_DIR / CONFIG_FILE))
 
+    @classmethod
+    def find_optional(cls, start: Path) -> Project | None:
+        """The project containing ``start``, or None outside any project."""
+        found = _find_root(start.resolve())
+        return cls(found, _read_config(found / CONTROL_DIR / CONFIG_FILE)) if found is not None else None
+
     @contextmanager
     def open_store(self, *, write: bool = False) -> Iterator[Store]:
         """Open the project's store; writing the embedded store takes the project's write lock."""

@@ -7,6 +7,8 @@ per process from a fast pyoxigraph parse.
 
 from __future__ import annotations
 
+import os
+
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,12 +47,32 @@ def ontology_dir() -> Path:
     return Path(str(resources.files("scipion_kg.ontology")))
 
 
-def module_files(directory: Path | None = None) -> list[Path]:
-    """The Turtle modules of the ontology, vendored imports included, shapes excluded."""
+EXTENSION_VARIABLE = "SCIPION_KG_ONTOLOGY_PATH"
+
+
+def extension_dirs() -> tuple[Path, ...]:
+    """Folders of ontology extensions (a standards group's or a lab's own conventions and formats).
+
+    Every ``*.ttl`` file in the folders listed in ``$SCIPION_KG_ONTOLOGY_PATH`` (separated like PATH)
+    is loaded after the bundled modules: a new package convention needs only a Turtle file there.
+    """
+    value = os.environ.get(EXTENSION_VARIABLE, "")
+    folders = tuple(Path(part) for part in value.split(os.pathsep) if part)
+    for folder in folders:
+        if not folder.is_dir():
+            raise OntologyError(f"${EXTENSION_VARIABLE}: {folder} is not a folder of Turtle files")
+    return folders
+
+
+def module_files(directory: Path | None = None, *, extensions: bool = True) -> list[Path]:
+    """The Turtle modules of the ontology, vendored imports and extensions included, shapes excluded."""
     base = directory or ontology_dir()
     files = sorted(base.glob("*.ttl")) + sorted((base / "imports").glob("*.ttl"))
     if not files:
         raise OntologyError(f"no ontology modules (*.ttl) found in {base}")
+    if directory is None and extensions:
+        for folder in extension_dirs():
+            files.extend(sorted(folder.glob("*.ttl")))
     return files
 
 
@@ -232,7 +254,12 @@ def _format_declaration(
     )
 
 
-@cache
 def vocabulary() -> Vocabulary:
-    """The vocabulary of the installed ontology (parsed once per process)."""
+    """The vocabulary of the installed ontology and its extensions (parsed once per set of folders)."""
+    return _vocabulary_for(extension_dirs())
+
+
+@cache
+def _vocabulary_for(extensions: tuple[Path, ...]) -> Vocabulary:
+    del extensions  # the cache key: module_files() reads the same folders
     return Vocabulary.from_quads(parse_modules(module_files()))

@@ -1,0 +1,101 @@
+"""Rotations between a package's encoding and the pivot Euler angles (docs/conventions §0).
+
+The pivot triple (rot, tilt, psi) has matrix A = Rz(-psi)·Ry(-tilt)·Rz(-rot), so scipy's
+``Rotation.from_euler("ZYZ", [rot, tilt, psi])`` is A^T. A package declares how its numbers relate to A
+(conventions module): Euler angles in some scipy sequence, a rotation vector or matrix entries, equal to
+A or to A^T. Everything here is vectorised over rows.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial.transform import Rotation
+
+__all__ = ["from_pivot", "pivot_matrices", "to_pivot", "tomo_projection_matrices"]
+
+FloatArray = npt.NDArray[np.float64]
+
+EULER = "EulerAngleRotation"
+ROTATION_VECTOR = "RotationVectorRotation"
+MATRIX = "RotationMatrixRotation"
+
+
+def _as_transposed_pivot(encoding: str, values: FloatArray, sequence: str, transposed: bool) -> Rotation:
+    """The scipy rotation whose matrix is A^T, from a package's values (angles in radians)."""
+    if encoding == EULER:
+        rotation = Rotation.from_euler(sequence, values)
+    elif encoding == ROTATION_VECTOR:
+        rotation = Rotation.from_rotvec(values)
+    elif encoding == MATRIX:
+        rotation = Rotation.from_matrix(values.reshape(-1, 3, 3))
+    else:
+        raise ValueError(f"unknown rotation encoding {encoding!r}")
+    return rotation if transposed else rotation.inv()
+
+
+def to_pivot(encoding: str, values: FloatArray, sequence: str, transposed: bool) -> FloatArray:
+    """Pivot (rot, tilt, psi) in degrees, shape (n, 3), from package values (radians for angles)."""
+    if encoding == EULER and sequence == "ZYZ" and transposed:
+        return np.degrees(values)  # the package writes the pivot numbers themselves
+    rotation = _as_transposed_pivot(encoding, values, sequence, transposed)
+    with warnings.catch_warnings():
+        # Gimbal lock (tilt 0 or 180): scipy sets the third angle to 0 and warns; the matrix is exact.
+        warnings.simplefilter("ignore", UserWarning)
+        return np.asarray(rotation.as_euler("ZYZ", degrees=True), dtype=np.float64)
+
+
+def from_pivot(encoding: str, pivot_degrees: FloatArray, sequence: str, transposed: bool) -> FloatArray:
+    """Package values (radians for angles; 9 entries row by row for matrices) from pivot angles."""
+    if encoding == EULER and sequence == "ZYZ" and transposed:
+        return np.radians(pivot_degrees)
+    transposed_pivot = Rotation.from_euler("ZYZ", pivot_degrees, degrees=True)
+    rotation = transposed_pivot if transposed else transposed_pivot.inv()
+    if encoding == EULER:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return np.asarray(rotation.as_euler(sequence), dtype=np.float64)
+    if encoding == ROTATION_VECTOR:
+        return np.asarray(rotation.as_rotvec(), dtype=np.float64)
+    if encoding == MATRIX:
+        return np.asarray(rotation.as_matrix(), dtype=np.float64).reshape(-1, 9)
+    raise ValueError(f"unknown rotation encoding {encoding!r}")
+
+
+def pivot_matrices(pivot_degrees: FloatArray) -> FloatArray:
+    """The pivot matrices A, shape (n, 3, 3), of pivot Euler triples in degrees."""
+    transposed = Rotation.from_euler("ZYZ", pivot_degrees, degrees=True).as_matrix()
+    return np.asarray(np.transpose(transposed, (0, 2, 1)), dtype=np.float64)
+
+
+def tomo_projection_matrices(
+    x_tilt: FloatArray,
+    y_tilt: FloatArray,
+    z_rot: FloatArray,
+    shift_angstrom: FloatArray,
+    pixel_size: float,
+    tomogram_size: tuple[float, float, float],
+    image_centre: tuple[float, float],
+) -> FloatArray:
+    """RELION 5's 4x4 projection matrices of a tilt series, shape (n, 4, 4).
+
+    P = S(c_img) · S(shift / pixel) · Rz(ZRot) · Ry(YTilt) · Rx(XTilt) · S(-c_tomo), with c_tomo the
+    tomogram centre (size / 2, tilt-series pixels); angles in degrees (RELION
+    src/tomography_python_programs/align_tilt_series/_job_utils.py, docs/conventions §1).
+    """
+    rotation = (
+        Rotation.from_euler("z", np.reshape(z_rot, (-1, 1)), degrees=True)
+        * Rotation.from_euler("y", np.reshape(y_tilt, (-1, 1)), degrees=True)
+        * Rotation.from_euler("x", np.reshape(x_tilt, (-1, 1)), degrees=True)
+    ).as_matrix()
+    count = len(rotation)
+    matrices = np.zeros((count, 4, 4))
+    matrices[:, :3, :3] = rotation
+    centre = np.asarray(tomogram_size, dtype=np.float64) / 2
+    translation = -(rotation @ centre)
+    translation[:, :2] += np.asarray(shift_angstrom, dtype=np.float64) / pixel_size + np.asarray(image_centre)
+    matrices[:, :3, 3] = translation
+    matrices[:, 3, 3] = 1.0
+    return matrices

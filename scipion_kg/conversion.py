@@ -1,0 +1,121 @@
+"""``scipion-kg convert``: one validated, recorded conversion between two packages' files.
+
+The input is read and mapped to the canonical table, validated against the SHACL shapes (compiled
+checks), mapped to the target convention, mapped back in memory and validated again (so a mapping that
+breaks a value is caught before anything is written), then written atomically. Violations stop the
+conversion unless ``permissive``. Inside a project the conversion is recorded as a skg:FormatConversion
+run whose inputs, output, conventions, options and validation reports are in its PROV bundle.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .atomic import atomic_write_bytes
+from .converters.canonical import Table
+from .converters.engine import ConversionResult, convert_file, render_document
+from .converters.mapping import ConversionOptions, to_canonical
+from .errors import TableValidationError
+from .project import Project
+from .recorder import Input, Parameter, Recorder, Software
+from .table_validation import ValidationReport, validate_table
+from .version import __version__
+
+__all__ = ["ConversionOutcome", "convert"]
+
+
+@dataclass
+class ConversionOutcome:
+    result: ConversionResult
+    input_report: ValidationReport
+    output_report: ValidationReport
+    run_iri: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _check(report: ValidationReport, what: str, permissive: bool, warnings: list[str]) -> None:
+    if report.conforms:
+        return
+    message = f"{what} violates the table shapes: {report.summary()}"
+    if not permissive:
+        raise TableValidationError(message + " (use --permissive to convert anyway)")
+    warnings.append(message)
+
+
+def _validate_all(table: Table, iri: str) -> ValidationReport:
+    return validate_table(table, iri)  # the optics table is validated with it
+
+
+def convert(
+    source: Path,
+    target: Path,
+    *,
+    source_format: str | None = None,
+    target_format: str | None = None,
+    options: ConversionOptions | None = None,
+    permissive: bool = False,
+    project: Project | None = None,
+) -> ConversionOutcome:
+    """Convert ``source`` to ``target``; record the run when ``project`` is given."""
+    result, table, document = convert_file(
+        source, target, source_format=source_format, target_format=target_format, options=options
+    )
+    warnings: list[str] = []
+    input_report = _validate_all(table, source.resolve().as_uri())
+    _check(input_report, f"{source}", permissive, warnings)
+    output_table = to_canonical(document, result.target_convention, options)
+    output_report = _validate_all(output_table, target.resolve().as_uri())
+    _check(output_report, f"the converted table for {target}", permissive, warnings)
+    if not result.loss.lossless:
+        warnings.append(f"{target}: {result.loss}")
+    data = render_document(document)
+    outcome = ConversionOutcome(result, input_report, output_report, warnings=warnings)
+    if project is None:
+        atomic_write_bytes(target, data)
+        return outcome
+    outcome.run_iri = _record(project, outcome, data, source_format, target_format, options, permissive)
+    return outcome
+
+
+def _record(
+    project: Project,
+    outcome: ConversionOutcome,
+    data: bytes,
+    source_format: str | None,
+    target_format: str | None,
+    options: ConversionOptions | None,
+    permissive: bool,
+) -> str:
+    result = outcome.result
+    parameters = [
+        Parameter("source_convention", result.source_convention.iri),
+        Parameter("target_convention", result.target_convention.iri),
+        Parameter("permissive", permissive),
+        Parameter("rows", result.rows, significant=False),
+        Parameter("lost_columns", result.loss.columns + result.loss.extras, significant=False),
+    ]
+    for name, value in sorted(vars(options or ConversionOptions()).items()):
+        if value is not None:
+            parameters.append(Parameter(name, list(value) if isinstance(value, tuple) else value))
+    with project.open_store(write=True) as store:
+        recorder = Recorder(project, store)
+        with recorder.run(
+            "skg:FormatConversion",
+            inputs=[Input(result.source, "source")],
+            parameters=parameters,
+            software=[Software("scipion-kg", __version__, algorithm="convert")],
+        ) as run:
+            atomic_write_bytes(result.target, data)
+            run.add_output(result.target, "converted", format=result.target_convention.format_iri)
+            for name, report in (("input", outcome.input_report), ("output", outcome.output_report)):
+                path = run.directory / f"validation-{name}.ttl"
+                atomic_write_bytes(path, report.to_turtle().encode("utf-8"))
+                run.add_output(path, f"validation-{name}", "skg:ValidationReport", "skg:Format_Turtle")
+        return run.iri
+
+
+def print_warnings(outcome: ConversionOutcome) -> None:
+    for warning in outcome.warnings:
+        print(f"scipion-kg: warning: {warning}", file=sys.stderr)
