@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from scipion_kg.converters import star
 from scipion_kg.converters.raw import RawBlock, RawDocument
+
 from scipion_kg.namespaces import SKG
 
 
@@ -56,7 +56,9 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
         "rlnClassNumber": rng.integers(1, 6, rows),
         "rlnAnglePsi": np.round(rng.uniform(-180, 180, rows), 6),
         "rlnImageName": np.char.add(
-            np.char.add(np.char.zfill((np.arange(rows) % 300 + 1).astype(str), 6), "@Extract/job012/Movies/mic_"),
+            np.char.add(
+                np.char.zfill((np.arange(rows) % 300 + 1).astype(str), 6), "@Extract/job012/Movies/mic_"
+            ),
             np.char.add(np.char.zfill(micrograph.astype(str), 5), ".mrcs"),
         ),
         "rlnMicrographName": np.char.add(
@@ -103,6 +105,7 @@ def child_starfile(star_path: Path) -> None:
 
 def child_validate(star_path: Path) -> float:
     from scipion_kg.converters.engine import read_table
+
     from scipion_kg.table_validation import validate_table
 
     table, _ = read_table(star_path)
@@ -116,14 +119,19 @@ def child_validate(star_path: Path) -> float:
 
 def run_child(kind: str, star_path: Path) -> dict[str, float]:
     output = subprocess.run(
-        [sys.executable, __file__, "--child", kind, str(star_path)], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--child", kind, str(star_path)],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result: dict[str, float] = json.loads(output.stdout.strip().splitlines()[-1])
     return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", nargs=2, metavar=("KIND", "STAR"), help=argparse.SUPPRESS)
@@ -131,7 +139,9 @@ def main() -> None:
     if args.child:
         kind, path = args.child[0], Path(args.child[1])
         start = time.perf_counter()
-        measured = {"scipion": child_scipion, "starfile": child_starfile, "validate": child_validate}[kind](path)
+        measured = {"scipion": child_scipion, "starfile": child_starfile, "validate": child_validate}[kind](
+            path
+        )
         elapsed = measured if isinstance(measured, float) else time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
         print(json.dumps({"seconds": elapsed, "peak_gib": peak}))
@@ -142,23 +152,35 @@ def main() -> None:
         start = time.perf_counter()
         generate(star_path, args.rows)
         size = star_path.stat().st_size / 1024**2
-        print(f"generated {args.rows:,} particles ({size:.0f} MiB) in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        print(
+            f"generated {args.rows:,} particles ({size:.0f} MiB) in {time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+        )
         results: dict[str, list[dict[str, float]]] = {"scipion": [], "starfile": [], "validate": []}
         for repeat in range(args.repeats):
             for kind in results:
                 results[kind].append(run_child(kind, star_path))
-                print(f"  #{repeat + 1} {kind:9} {results[kind][-1]['seconds']:7.2f} s  peak {results[kind][-1]['peak_gib']:.2f} GiB", file=sys.stderr)
+                last = results[kind][-1]
+                print(
+                    f"  #{repeat + 1} {kind:9} {last['seconds']:7.2f} s  peak {last['peak_gib']:.2f} GiB",
+                    file=sys.stderr,
+                )
 
     def median(kind: str, key: str) -> float:
         return statistics.median(r[key] for r in results[kind])
 
-    scipion, starfile_s, validate = median("scipion", "seconds"), median("starfile", "seconds"), median("validate", "seconds")
+    scipion, starfile_s, validate = (
+        median("scipion", "seconds"),
+        median("starfile", "seconds"),
+        median("validate", "seconds"),
+    )
     print(f"\n{args.rows:,} particles, RELION 3.1 STAR, medians of {args.repeats} runs")
-    print(f"  scipion-kg STAR -> .cs -> STAR, validated   {scipion:8.2f} s   peak {median('scipion', 'peak_gib'):.2f} GiB")
-    print(f"  starfile read + write                       {starfile_s:8.2f} s   peak {median('starfile', 'peak_gib'):.2f} GiB")
+    scipion_peak, starfile_peak = median("scipion", "peak_gib"), median("starfile", "peak_gib")
+    print(f"  scipion-kg STAR -> .cs -> STAR, validated   {scipion:8.2f} s   peak {scipion_peak:.2f} GiB")
+    print(f"  starfile read + write                       {starfile_s:8.2f} s   peak {starfile_peak:.2f} GiB")
     print(f"  ratio starfile / scipion-kg                 {starfile_s / scipion:8.1f}x   (target >= 5x)")
     print(f"  compiled validation of the particle rows    {validate:8.3f} s   (target < 0.5 s)")
-    met = starfile_s / scipion >= 5 and validate < 0.5 and median("scipion", "peak_gib") < 3
+    met = starfile_s / scipion >= 5 and validate < 0.5 and scipion_peak < 3
     print("all targets met" if met else "TARGETS NOT MET")
 
 

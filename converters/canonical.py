@@ -15,6 +15,7 @@ round trip through the same package and are reported as lost when the target can
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -219,7 +220,7 @@ class Table:
     # The convention the table was read with and the source's layout (block names, label order, image
     # locator width): writing back with the same convention reproduces the file.
     source_convention: str | None = None
-    layout: dict[str, object] = field(default_factory=dict)
+    layout: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in TABLE_KINDS:

@@ -119,10 +119,10 @@ def _load(files: list[Path]) -> ConventionSet:
     store.extend(parse_modules(files))
     by_subject: dict[str, dict[str, list[ox.NamedNode | ox.BlankNode | ox.Literal]]] = {}
     for quad in store.quads_for_pattern(None, None, None):
-        subject = quad.subject
-        if isinstance(subject, ox.Triple) or isinstance(quad.object, ox.Triple):
+        node = quad.subject
+        if isinstance(node, ox.Triple) or isinstance(quad.object, ox.Triple):
             continue
-        key = subject.value if isinstance(subject, ox.NamedNode) else "_:" + subject.value
+        key = node.value if isinstance(node, ox.NamedNode) else "_:" + node.value
         by_subject.setdefault(key, {}).setdefault(quad.predicate.value, []).append(quad.object)
 
     def first(props: dict[str, list[ox.NamedNode | ox.BlankNode | ox.Literal]], name: str) -> str | None:
@@ -158,8 +158,8 @@ def _load(files: list[Path]) -> ConventionSet:
             continue
         where = compact(subject)
         rules: list[ColumnRule] = []
-        for node in props.get(SKG + "hasColumnMapping", []):
-            key = node.value if isinstance(node, ox.NamedNode) else "_:" + node.value
+        for target in props.get(SKG + "hasColumnMapping", []):
+            key = target.value if isinstance(target, ox.NamedNode) else "_:" + target.value
             mapping = by_subject.get(key, {})
             label, column = first(mapping, "fileLabel"), first(mapping, "canonicalColumnName")
             if not label or not column:

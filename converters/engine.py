@@ -25,10 +25,10 @@ from .raw import RawDocument
 __all__ = [
     "ConversionResult",
     "convert_file",
+    "lookup",
     "read_document",
     "read_table",
     "render_document",
-    "lookup",
     "resolve_convention",
     "syntax_module",
     "write_document",
@@ -67,7 +67,8 @@ def lookup(value: str) -> tuple[str, Convention | None]:
         names = sorted(c.iri.rsplit("#", 1)[-1].removeprefix("Convention_") for c in known.values())
         formats = sorted(compact(iri) for iri in conventions().syntax)
         raise ConversionError(
-            f"unknown format or convention {value!r}; conventions: {', '.join(names)}; formats: {', '.join(formats)}"
+            f"unknown format or convention {value!r}; conventions: {', '.join(names)}; "
+            f"formats: {', '.join(formats)}"
         )
     return format_iri, None
 

@@ -71,13 +71,13 @@ def pivot_matrices(pivot_degrees: FloatArray) -> FloatArray:
 
 
 def tomo_projection_matrices(
-    x_tilt: FloatArray,
-    y_tilt: FloatArray,
-    z_rot: FloatArray,
-    shift_angstrom: FloatArray,
+    x_tilt: npt.ArrayLike,
+    y_tilt: npt.ArrayLike,
+    z_rot: npt.ArrayLike,
+    shift_angstrom: npt.ArrayLike,
     pixel_size: float,
-    tomogram_size: tuple[float, float, float],
-    image_centre: tuple[float, float],
+    tomogram_size: tuple[float, ...],
+    image_centre: tuple[float, ...],
 ) -> FloatArray:
     """RELION 5's 4x4 projection matrices of a tilt series, shape (n, 4, 4).
 

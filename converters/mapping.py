@@ -305,12 +305,12 @@ def to_canonical(
     if convention.tilt_alignment_labels and all(
         _get(block, label) is not None for label in convention.tilt_alignment_labels
     ):
-        values = [
+        alignment = [
             _as_float(_get(block, label), label, block, document)  # type: ignore[arg-type]
             for label in convention.tilt_alignment_labels
         ]
         used.update(convention.tilt_alignment_labels)
-        rotation, magnification, tilt_shift = _tilt_alignment_in(convention, values)
+        rotation, magnification, tilt_shift = _tilt_alignment_in(convention, alignment)
         columns["axis_rotation"], columns["magnification"] = rotation, magnification
 
     table = Table(
@@ -387,10 +387,10 @@ def _read_optics(
         columns.setdefault("optics_group", np.ones(n, dtype=np.int64))
     if not optics_columns:
         return None
-    groups = len(optics_columns["optics_group"]) if "optics_group" in optics_columns else 1
+    group_count = len(optics_columns["optics_group"]) if "optics_group" in optics_columns else 1
     for name, value in supplied.items():
         if name not in optics_columns:
-            optics_columns[name] = np.full(groups, value)
+            optics_columns[name] = np.full(group_count, value)
     if "image_size" in optics_columns:
         optics_columns["image_size"] = np.asarray(optics_columns["image_size"]).astype(np.int64)
     optics = Table(kind="optics", columns=optics_columns)
@@ -614,14 +614,14 @@ def from_canonical(
             source = _optics_per_row(table, rule.column)
         if source is None:
             continue
-        values = _back(rule, source)
+        converted: npt.NDArray[np.generic] = _back(rule, source)
         skipped = False
         for other, invert in ((rule.scaled_by, np.divide), (rule.divided_by, np.multiply)):
             if other is None:
                 continue
             if rule.divisor_written is not None:
                 out[other] = np.full(n, rule.divisor_written)
-                values = invert(np.asarray(values, dtype=np.float64), rule.divisor_written)
+                converted = invert(np.asarray(converted, dtype=np.float64), rule.divisor_written)
                 continue
             scale = _scale_column(table, other, options, n)
             if scale is None:
@@ -629,11 +629,11 @@ def from_canonical(
                 unscalable.append(f"{rule.column} (pass --micrograph-size NX NY to keep it)")
                 skipped = True
                 break
-            values = invert(np.asarray(values, dtype=np.float64), scale)
+            converted = invert(np.asarray(converted, dtype=np.float64), scale)
             out.setdefault(other, scale)
         if skipped:
             continue
-        out[rule.label] = values
+        out[rule.label] = converted
         written.add(rule.column)
 
     if convention.row_id_label and convention.row_id_label not in out:
@@ -653,9 +653,9 @@ def from_canonical(
         rule = next(r for r in convention.rules if r.column == "optics_group" and r.block is None)
         out.setdefault(rule.label, _back(rule, table.columns["optics_group"]))
     if same:
-        for label, values in table.extras.items():
-            out.setdefault(label, values)
-        order = [label for label in table.layout.get("labels", []) if label in out]  # type: ignore[union-attr]
+        for label, extra in table.extras.items():
+            out.setdefault(label, extra)
+        order = [label for label in table.layout.get("labels", []) if label in out]
         out = {label: out[label] for label in [*order, *(label for label in out if label not in order)]}
     else:
         loss.extras = sorted(table.extras)
@@ -664,7 +664,7 @@ def from_canonical(
     if optics_block is not None:
         blocks[optics_block.name] = optics_block
     if same:
-        for other in table.layout.get("other_blocks", []):  # type: ignore[attr-defined]
+        for other in table.layout.get("other_blocks", []):
             blocks[other.name] = other
     main_name = str(table.layout.get("main_block", convention.main_block)) if same else convention.main_block
     blocks[main_name] = RawBlock(main_name, dict(out))
@@ -672,8 +672,8 @@ def from_canonical(
     fields: dict[str, str] = {}
     if same:
         version = str(table.layout.get("version") or "") or convention.write_version
-        fields = dict(table.layout.get("fields", {}))  # type: ignore[call-overload]
-        order = [name for name in table.layout.get("block_order", []) if name in blocks]  # type: ignore[attr-defined]
+        fields = dict(table.layout.get("fields", {}))
+        order = [name for name in table.layout.get("block_order", []) if name in blocks]
         blocks = {name: blocks[name] for name in [*order, *(n for n in blocks if n not in order)]}
     return RawDocument(format_iri=convention.format_iri, blocks=blocks, fields=fields, version=version), loss
 
@@ -748,9 +748,9 @@ def _write_optics(table: Table, convention: Convention, same: bool) -> RawBlock 
             columns[name_rule.label] = np.array([f"opticsGroup{g}" for g in groups.tolist()])
     if same:
         extras = table.layout.get("optics_extras", {})
-        for label, values in extras.items():  # type: ignore[union-attr]
+        for label, values in extras.items():
             columns.setdefault(label, values)
-        order = [label for label in table.layout.get("optics_labels", []) if label in columns]  # type: ignore[union-attr]
+        order = [label for label in table.layout.get("optics_labels", []) if label in columns]
         columns = {
             label: columns[label] for label in [*order, *(label for label in columns if label not in order)]
         }

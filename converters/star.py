@@ -22,10 +22,20 @@ False and one row. ``RawDocument.version`` is the text after ``# version`` (the 
 before the first block are ``fields["comment_1"]``, ``fields["comment_2"]`` ... (text after ``#``), written
 back at the top. Other comments are not kept.
 
-Speed: a large loop without quotes or comments is tokenised and typed by pandas' C parser (types checked
-against :func:`infer_column`'s rules, any doubt falls back to the exact Python path); writing formats each
-column with pyarrow (floats in their shortest exact form, always with a ``.`` or an exponent so they read
-back as floats) and joins the rows in arrow buffers.
+The writer follows RELION's layout (blank lines around ``# version``, ``data_`` and ``loop_`` lines,
+numbered labels, ``""`` for empty strings, ``"`` quotes, ``'`` when the value holds ``"`` before a blank)
+but writes numbers in their shortest exact form (a float always with a ``.`` or an exponent, so it reads
+back as a float; RELION's ``%12.6f`` would lose digits), right-aligns each column to its widest value and
+ends rows without a trailing blank. A value holding a line break cannot be written.
+
+Speed: a loop of 256 KiB or more without quotes, comments, lone carriage returns, vertical tabs, form feeds
+or NUL is tokenised and typed by pandas' C parser, in two threads for large loops (a column read as numbers
+in one half and words in the other is read again as words); any doubt (booleans, a malformed row, blank
+lines inside the loop) sends the loop to the exact Python tokenizer, whose columns are typed by
+:func:`infer_column`. What pandas reads as integers and floats :func:`infer_column` reads the same way
+(words go through :func:`infer_column` itself). Writing formats each column with pyarrow kernels (in two
+threads) and joins the rows in arrow buffers. A synthetic 1,000,000-row, 25-column RELION 3.1 particles
+table (390 MB) reads in about 3 s and writes in about 2-3 s on two cores.
 """
 
 from __future__ import annotations
@@ -321,7 +331,8 @@ class _Parser:
             # Quotes and comments need the exact tokenizer; pandas ends a line at a lone \r (not at \r\n)
             # and does not split words at \v, \f or NUL. bytes.find is a memchr, far faster than a regex.
             plain = all(self.raw.find(special, start, stop) < 0 for special in _NOT_FAST)
-            plain = plain and self.raw.count(b"\r", start, stop) == self.raw.count(b"\r\n", start, stop)
+            if plain and self.raw.find(b"\r", start, stop) >= 0:
+                plain = self.raw.count(b"\r", start, stop) == self.raw.count(b"\r\n", start, stop)
             if stop - start >= _FAST_READ_MIN_BYTES and plain:
                 fast = _read_region_fast(self.raw, start, stop, first, n_lines, block.labels)
         if fast is None:
@@ -369,8 +380,11 @@ class _Parser:
 
 
 def _pandas() -> Any:
-    # Imported on first use: pandas costs ~0.3 s to import and small files never need it.
-    return importlib.import_module("pandas")
+    """pandas, imported on first use (it costs ~0.3 s and small files never need it); None if missing."""
+    try:
+        return importlib.import_module("pandas")
+    except ImportError:
+        return None
 
 
 def _read_region_fast(
@@ -380,6 +394,8 @@ def _read_region_fast(
 
     Large runs are cut in two at a line break and read in two threads (the tokenizer releases the GIL).
     """
+    if _pandas() is None:
+        return None
     pieces = [(start, stop)]
     if stop - start >= _SPLIT_READ_MIN_BYTES:
         middle = raw.find(b"\n", (start + stop) // 2, stop)

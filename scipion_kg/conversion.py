@@ -94,7 +94,7 @@ def _record(
         Parameter("target_convention", result.target_convention.iri),
         Parameter("permissive", permissive),
         Parameter("rows", result.rows, significant=False),
-        Parameter("lost_columns", result.loss.columns + result.loss.extras, significant=False),
+        Parameter("lost_columns", [*result.loss.columns, *result.loss.extras], significant=False),
     ]
     for name, value in sorted(vars(options or ConversionOptions()).items()):
         if value is not None:

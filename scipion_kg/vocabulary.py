@@ -8,7 +8,6 @@ per process from a fast pyoxigraph parse.
 from __future__ import annotations
 
 import os
-
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field

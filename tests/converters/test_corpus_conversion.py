@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from scipion_kg.converters.engine import read_document, read_table, render_document, syntax_module
 from scipion_kg.converters.geometry import pivot_matrices
 from scipion_kg.converters.mapping import from_canonical, to_canonical
+
 from scipion_kg.errors import ScipionKGError
 
 # file -> (convention, table kind, rows) as the file's README describes it.

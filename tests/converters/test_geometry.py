@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from scipion_kg.converters.geometry import from_pivot, pivot_matrices, to_pivot
 
 EULER, VECTOR, MATRIX = "EulerAngleRotation", "RotationVectorRotation", "RotationMatrixRotation"

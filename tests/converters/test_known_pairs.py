@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from scipion_kg.converters.engine import convert_file, read_document, read_table, resolve_convention
 from scipion_kg.converters.geometry import pivot_matrices, tomo_projection_matrices
 from scipion_kg.converters.mapping import ConversionOptions, from_canonical, to_canonical
@@ -62,7 +61,7 @@ def test_relion5_angles_and_shifts_give_the_projection_matrices_in_the_file(shar
     centre = tuple(in_file[0, :2, 3] - first[0, :2, 3])
     built = tomo_projection_matrices(
         table.columns["x_tilt"], table.columns["tilt_angle"], table.columns["axis_rotation"],
-        shifts, pixel, size, centre,  # type: ignore[arg-type]
+        shifts, pixel, size, centre,
     )  # fmt: skip
     assert len(built) == 41
     assert np.allclose(built[:, :3, :3], in_file[:, :3, :3], atol=1e-6)
@@ -140,6 +139,7 @@ def test_scipion_matrix_through_emx_gives_the_xmipp_row(tmp_path: Path) -> None:
     # Pair 4: scipion-em-xmipp test_isInverse. Scipion's projection matrix M is inv([A | -o]); EMX holds
     # [A | -o] itself, so EMX = inv(M). Xmipp's row: rot -20, tilt 0, psi 0, shiftX -12.8558, shiftY 15.3210.
     from scipion_kg.converters.raw import RawBlock, RawDocument
+
     from scipion_kg.namespaces import SKG
 
     scipion = np.array(

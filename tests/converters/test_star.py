@@ -385,6 +385,9 @@ def test_fast_and_exact_readers_agree(shared_data: Path, name: str) -> None:
         ("1 1\n2 2\n3.5 3\n4 4\n", [1.0, 2.0, 3.5, 4.0]),
         # pandas would read True/False as booleans: the exact path keeps the words.
         ("True 1\nFalse 2\nTrue 3\nFalse 4\n", ["True", "False", "True", "False"]),
+        # Windows line ends; a lone carriage return is a blank inside a row.
+        ("1 1\r\n2 2\r\n3 3\r\n4 4\r\n", [1, 2, 3, 4]),
+        ("1 1\n2\r2\n3 3\n4 4\n", [1, 2, 3, 4]),
         # Blank lines inside the loop: rows keep their own line numbers.
         ("1 1\n\n2 2\n3 3\n\n4 4\n", [1, 2, 3, 4]),
     ],
