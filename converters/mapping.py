@@ -115,7 +115,7 @@ def _as_float(values: Column, label: str, block: RawBlock, document: RawDocument
             float(value)
         except (TypeError, ValueError):
             raise ParseError(
-                f"{_source(document)}: {block.where(row)}, column {label}: {value!r} is not a number"
+                f"{_source(document)}: {block.where(row)}, column {label}: {str(value)!r} is not a number"
             ) from None
     return values.astype(np.float64)
 
@@ -126,9 +126,21 @@ def _as_int(values: Column, label: str, block: RawBlock, document: RawDocument) 
     if bad.size:
         row = int(bad[0])
         raise ParseError(
-            f"{_source(document)}: {block.where(row)}, column {label}: {values[row]!r} is not an integer"
+            f"{_source(document)}: {block.where(row)}, column {label}: {str(values[row])!r} is not an integer"
         )
     return floats.astype(np.int64)
+
+
+def _complete(block: RawBlock, labels: tuple[str, ...], what: str, document: RawDocument) -> bool:
+    """True when every label is present, False when none is; a partial set is an error."""
+    present = [label for label in labels if _get(block, label) is not None]
+    if present and len(present) < len(labels):
+        missing = [label for label in labels if label not in present]
+        raise ParseError(
+            f"{_source(document)}: block {block.name or '(unnamed)'} has the {what} column(s) "
+            f"{', '.join(present)} but not {', '.join(missing)}"
+        )
+    return bool(present)
 
 
 def _main_block(document: RawDocument, convention: Convention) -> RawBlock:
@@ -178,7 +190,7 @@ def _split_locator(
     if missing:
         row = missing[0]
         raise ParseError(
-            f"{_source(document)}: {block.where(row)}, column {label}: {values[row]!r} has no index@ "
+            f"{_source(document)}: {block.where(row)}, column {label}: {str(values[row])!r} has no index@ "
             "while other rows do"
         )
     heads = np.array([part[0] for part in parts])
@@ -187,7 +199,7 @@ def _split_locator(
     except ValueError:
         row = next(i for i, v in enumerate(heads) if not v.strip().lstrip("+-").isdigit())
         raise ParseError(
-            f"{_source(document)}: {block.where(row)}, column {label}: {values[row]!r} is not index@path"
+            f"{_source(document)}: {block.where(row)}, column {label}: {str(values[row])!r} is not index@path"
         ) from None
     return indices, np.array([part[2] for part in parts]), len(parts[0][0]) if parts else 0
 
@@ -259,9 +271,7 @@ def to_canonical(
         if indices is not None:
             columns["image_index"] = indices
 
-    if convention.rotation_labels and all(
-        _get(block, label) is not None for label in convention.rotation_labels
-    ):
+    if _complete(block, convention.rotation_labels, "rotation", document):
         angles = np.column_stack(
             [_as_float(_get(block, label), label, block, document) for label in convention.rotation_labels]  # type: ignore[arg-type]
         )
@@ -283,9 +293,7 @@ def to_canonical(
             pivot[:, 2],
         )
 
-    if convention.defocus_labels and all(
-        _get(block, label) is not None for label in convention.defocus_labels
-    ):
+    if _complete(block, convention.defocus_labels, "defocus", document):
         first, second, angle = (
             _as_float(_get(block, label), label, block, document)  # type: ignore[arg-type]
             for label in convention.defocus_labels
@@ -302,9 +310,7 @@ def to_canonical(
         columns["defocus_angle"] = angle_deg
 
     tilt_shift: FloatArray | None = None
-    if convention.tilt_alignment_labels and all(
-        _get(block, label) is not None for label in convention.tilt_alignment_labels
-    ):
+    if _complete(block, convention.tilt_alignment_labels, "tilt alignment", document):
         alignment = [
             _as_float(_get(block, label), label, block, document)  # type: ignore[arg-type]
             for label in convention.tilt_alignment_labels
@@ -318,9 +324,7 @@ def to_canonical(
     )
     optics = _read_optics(document, convention, table, per_row_optics, columns, n, options)
 
-    if convention.shift_labels and all(
-        _get(block, label) is not None for label in convention.shift_labels[:2]
-    ):
+    if _complete(block, convention.shift_labels[:2], "shift", document):
         present = [label for label in convention.shift_labels if _get(block, label) is not None]
         used.update(_base_label(label) for label in present)
         try:
@@ -371,6 +375,16 @@ def _read_optics(
         for rule in convention.rules:
             if rule.block == convention.optics_block and (values := _get(block, rule.label)) is not None:
                 optics_columns[rule.column] = _convert_rule(rule, values, block, document)
+        if "optics_group" in optics_columns and "optics_group" in columns:
+            declared = set(np.asarray(optics_columns["optics_group"]).tolist())
+            used_groups = np.asarray(columns["optics_group"])
+            undeclared = np.flatnonzero(~np.isin(used_groups, list(declared)))
+            if undeclared.size:
+                row = int(undeclared[0])
+                raise ParseError(
+                    f"{_source(document)}: row {row + 1} uses optics group {used_groups[row]}, which the "
+                    f"{convention.optics_block} block does not declare (it declares {sorted(declared)})"
+                )
         table.layout["optics_labels"] = list(block.columns)
         table.layout["optics_extras"] = {
             label: values

@@ -35,7 +35,6 @@ READABLE = {
     "dynamo_tbl/cryocat_b4_dynamo.tbl": ("Dynamo", "particles", 1343),
     "dynamo_tbl/dynamo2m_example.tbl": ("Dynamo", "particles", 4934),
     "dynamo_tbl/dynamotable_t_double.tbl": ("Dynamo", "particles", 300),
-    "emx/xmipp_EMXread.emx": ("EMX", "particles", 1),
     "spider_doc/spider_ang_doc.dat": ("SPIDERAngles", "particles", 10),
     "spider_doc/spider_apsh_ali_doc.dat": ("SPIDERAlignment", "particles", 5),
     "spider_doc/spider_ctffind_def.dat": ("SPIDERDefocus", "micrographs", 3),
@@ -55,8 +54,9 @@ REJECTED = {
     "relion_star/relion5_tomo_tilt_series_global.star": "no declared convention",  # a set of tilt series
     "relion_star/emtable_refine3d_run_it016_optimiser.star": "no declared convention",  # optimiser state
     "relion_star/starfile_postprocess.star": "no declared convention",  # FSC curves and key-values
-    # The EMX test file of Xmipp fills the matrix with 11, 12, 13...: not a rotation.
+    # Xmipp's EMX parser test files fill the matrix with 11, 12, 13... (and EMXread omits t22, t23).
     "emx/xmipp_EMXwrite.emx": "do not form a rotation matrix",
+    "emx/xmipp_EMXread.emx": "rotation column.* but not transformationMatrix.t22",
 }
 
 # Warp 2 wrote these angles in degrees twice (rot 6445.774 = 112.5 x 57.2958): the shapes stop it.
