@@ -74,10 +74,8 @@ def test_a_missing_value_names_the_option_that_supplies_it(shared_data: Path, tm
             source, tmp_path / "out.star", target_format="RELION31", options=ConversionOptions(pixel_size=1.1)
         )
     assert not (tmp_path / "out.star").exists()
-    outcome = convert(
-        source, tmp_path / "out.star", target_format="RELION31",
-        options=ConversionOptions(pixel_size=1.1, voltage=300, spherical_aberration=2.7, amplitude_contrast=0.1),
-    )  # fmt: skip
+    options = ConversionOptions(pixel_size=1.1, voltage=300, spherical_aberration=2.7, amplitude_contrast=0.1)
+    outcome = convert(source, tmp_path / "out.star", target_format="RELION31", options=options)
     assert outcome.result.rows == 4934
 
 
