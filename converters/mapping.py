@@ -23,7 +23,14 @@ from .canonical import CANONICAL_COLUMNS, Table
 from .conventions import PIXEL, UNIT, ColumnRule, Convention, canonical_unit, unit_factor
 from .raw import Column, RawBlock, RawDocument
 
-__all__ = ["OPTION_NAMES", "ConversionOptions", "LossReport", "from_canonical", "to_canonical"]
+__all__ = [
+    "OPTION_NAMES",
+    "ConversionOptions",
+    "LossReport",
+    "from_canonical",
+    "to_canonical",
+    "written_table",
+]
 
 DEG = UNIT + "DEG"
 RAD = UNIT + "RAD"
@@ -182,6 +189,9 @@ def _split_locator(
     values: Column, label: str, block: RawBlock, document: RawDocument
 ) -> tuple[Column | None, Column, int]:
     """(1-based indices or None when no row has one, stack paths, zero-padding width) of ``index@path``."""
+    fast = _split_fixed_locator(values)
+    if fast is not None:
+        return fast
     # str.partition over a list is ~10x faster than numpy.char.partition on a million rows.
     parts = [str(item).partition("@") for item in values.tolist()]
     missing = [row for row, part in enumerate(parts) if not part[1]]
@@ -202,6 +212,24 @@ def _split_locator(
             f"{_source(document)}: {block.where(row)}, column {label}: {str(values[row])!r} is not index@path"
         ) from None
     return indices, np.array([part[2] for part in parts]), len(parts[0][0]) if parts else 0
+
+
+def _split_fixed_locator(values: Column) -> tuple[Column, Column, int] | None:
+    """The common case vectorised: every row has ``@`` at the same place after zero-padded digits
+    (``000123@stack.mrcs``). Works on the fixed-width code points of the numpy string array."""
+    if values.dtype.kind != "U" or len(values) == 0 or values.dtype.itemsize == 0:
+        return None
+    width = values.dtype.itemsize // 4
+    codes = np.ascontiguousarray(values).view(np.uint32).reshape(len(values), width)
+    at = int(np.argmax(codes[0] == ord("@")))
+    if at == 0 or codes[0, at] != ord("@") or not (codes[:, at] == ord("@")).all():
+        return None
+    digits = codes[:, :at].astype(np.int64) - ord("0")
+    if ((digits < 0) | (digits > 9)).any():
+        return None
+    indices = digits @ (10 ** np.arange(at - 1, -1, -1, dtype=np.int64))
+    names = np.ascontiguousarray(codes[:, at + 1 :]).view(f"<U{width - at - 1}").reshape(len(values))
+    return indices, names, at
 
 
 def _check_rotation_matrices(
@@ -489,6 +517,21 @@ def _optics_per_row(table: Table, column: str) -> FloatArray | None:
         return None
     groups = np.asarray(table.columns.get("optics_group", np.ones(table.n_rows, dtype=np.int64)))
     return _per_group(optics, column, groups)
+
+
+def written_table(table: Table, loss: LossReport, options: ConversionOptions | None = None) -> Table:
+    """The canonical content of a conversion's output: the table completed from the options, without
+    the columns the target could not hold (what the written file says, for validating the output)."""
+    filled = _fill_optics(table, options or ConversionOptions())
+    kept = {name: values for name, values in filled.columns.items() if name not in set(loss.columns)}
+    optics = filled.related.get("optics")
+    related = dict(filled.related)
+    if optics is not None:
+        lost = {entry.removeprefix("optics ") for entry in loss.columns if entry.startswith("optics ")}
+        related["optics"] = Table(
+            kind="optics", columns={k: v for k, v in optics.columns.items() if k not in lost}
+        )
+    return Table(kind=table.kind, columns=kept, metadata=filled.metadata, related=related)
 
 
 def _fill_optics(table: Table, options: ConversionOptions) -> Table:

@@ -1,8 +1,8 @@
 """``scipion-kg convert``: one validated, recorded conversion between two packages' files.
 
-The input is read and mapped to the canonical table, validated against the SHACL shapes (compiled
-checks), mapped to the target convention, mapped back in memory and validated again (so a mapping that
-breaks a value is caught before anything is written), then written atomically. Violations stop the
+The input is read and mapped to the canonical table and validated against the SHACL shapes (compiled
+checks); the output's canonical content (the table completed with the user's options, minus what the
+target cannot hold) is validated too, then the file is written atomically. Violations stop the
 conversion unless ``permissive``. Inside a project the conversion is recorded as a skg:FormatConversion
 run whose inputs, output, conventions, options and validation reports are in its PROV bundle.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from .atomic import atomic_write_bytes
 from .converters.canonical import Table
 from .converters.engine import ConversionResult, convert_file, render_document
-from .converters.mapping import ConversionOptions, to_canonical
+from .converters.mapping import ConversionOptions, written_table
 from .errors import TableValidationError
 from .project import Project
 from .recorder import Input, Parameter, Recorder, Software
@@ -65,7 +65,7 @@ def convert(
     warnings: list[str] = []
     input_report = _validate_all(table, source.resolve().as_uri())
     _check(input_report, f"{source}", permissive, warnings)
-    output_table = to_canonical(document, result.target_convention, options)
+    output_table = written_table(table, result.loss, options)
     output_report = _validate_all(output_table, target.resolve().as_uri())
     _check(output_report, f"the converted table for {target}", permissive, warnings)
     if not result.loss.lossless:
