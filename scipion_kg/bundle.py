@@ -66,6 +66,9 @@ class EntityRecord:
     format: str | None
     data_class: str
     role: str
+    # Set-level values stated about the entity: (property IRI, value), e.g. the pixel size of a particle
+    # set, its item count, or the IRI of the shape its table's columns follow.
+    properties: tuple[tuple[str, str | int | float | bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,21 @@ def _entity_triples(entity: EntityRecord) -> list[ox.Triple]:
     ]
     if entity.format:
         triples.append(ox.Triple(node, _iri(SKG + "hasFormat"), _iri(entity.format)))
+    for predicate, value in entity.properties:
+        triples.append(ox.Triple(node, _iri(predicate), _property_value(value)))
     return triples
+
+
+def _property_value(value: str | int | float | bool) -> ox.NamedNode | ox.Literal:
+    if isinstance(value, bool):
+        return ox.Literal("true" if value else "false", datatype=_iri(XSD + "boolean"))
+    if isinstance(value, int):
+        return ox.Literal(str(value), datatype=_iri(XSD + "long"))
+    if isinstance(value, float):
+        return ox.Literal(repr(value), datatype=_iri(XSD + "double"))
+    if value.startswith(("http://", "https://")):
+        return _iri(value)
+    return ox.Literal(value)
 
 
 def build_bundle(run: RunRecord) -> list[ox.Triple]:

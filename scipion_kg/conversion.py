@@ -26,11 +26,53 @@ from .version import __version__
 __all__ = ["ConversionOutcome", "convert"]
 
 
+# The set class of each canonical table kind, and the SHACL shape its rows follow.
+_DATA_CLASS = {
+    "particles": "skg:ParticleSet",
+    "micrographs": "skg:MicrographSet",
+    "coordinates": "skg:CoordinateSet",
+    "tilt_series": "skg:TiltSeries",
+}
+_ROW_SHAPE = {
+    "particles": "ParticleRowShape",
+    "micrographs": "MicrographRowShape",
+    "coordinates": "CoordinateRowShape",
+    "tilt_series": "TiltViewRowShape",
+}
+SHAPES = "https://w3id.org/scipion-kg/shapes#"
+DCTERMS_CONFORMS_TO = "http://purl.org/dc/terms/conformsTo"
+# Set-level values recorded on the output entity when every optics group agrees on them.
+_SET_VALUES = {
+    "pixel_size": "skg:pixelSize",
+    "voltage": "skg:accelerationVoltage",
+    "spherical_aberration": "skg:sphericalAberration",
+    "amplitude_contrast": "skg:amplitudeContrast",
+    "image_size": "skg:boxSize",
+}
+
+
+def _set_properties(table: Table) -> dict[str, str | int | float | bool]:
+    """RDF statements about a converted set: its size, the shape of its rows, shared optics values."""
+    properties: dict[str, str | int | float | bool] = {"skg:itemCount": table.n_rows}
+    if table.kind in _ROW_SHAPE:
+        properties[DCTERMS_CONFORMS_TO] = SHAPES + _ROW_SHAPE[table.kind]
+    optics = table.related.get("optics")
+    for column, prop in _SET_VALUES.items():
+        values = optics.columns.get(column) if optics is not None else None
+        if values is not None and len(set(values.tolist())) == 1:
+            value = values.tolist()[0]
+            properties[prop] = int(value) if column == "image_size" else float(value)
+    if table.metadata.symmetry:
+        properties["skg:pointGroup"] = table.metadata.symmetry
+    return properties
+
+
 @dataclass
 class ConversionOutcome:
     result: ConversionResult
     input_report: ValidationReport
     output_report: ValidationReport
+    output_table: Table
     run_iri: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -71,7 +113,7 @@ def convert(
     if not result.loss.lossless:
         warnings.append(f"{target}: {result.loss}")
     data = render_document(document)
-    outcome = ConversionOutcome(result, input_report, output_report, warnings=warnings)
+    outcome = ConversionOutcome(result, input_report, output_report, output_table, warnings=warnings)
     if project is None:
         atomic_write_bytes(target, data)
         return outcome
@@ -108,7 +150,13 @@ def _record(
             software=[Software("scipion-kg", __version__, algorithm="convert")],
         ) as run:
             atomic_write_bytes(result.target, data)
-            run.add_output(result.target, "converted", format=result.target_convention.format_iri)
+            run.add_output(
+                result.target,
+                "converted",
+                _DATA_CLASS.get(outcome.output_table.kind, "skg:DataFile"),
+                result.target_convention.format_iri,
+                _set_properties(outcome.output_table),
+            )
             for name, report in (("input", outcome.input_report), ("output", outcome.output_report)):
                 path = run.directory / f"validation-{name}.ttl"
                 atomic_write_bytes(path, report.to_turtle().encode("utf-8"))

@@ -20,7 +20,7 @@ import re
 import shlex
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,7 +36,7 @@ from .bundle import (
     build_bundle,
     write_bundle,
 )
-from .errors import RecordError, ScipionKGError
+from .errors import RecordError, ScipionKGError, UnknownTermError
 from .formats import detect_format
 from .hashing import hash_bytes
 from .ingest import IngestReport, ingest_bundles
@@ -108,18 +108,30 @@ class RunContext:
     outputs: list[EntityRecord] = field(default_factory=list)
     bundle_path: Path | None = None
     ingest_report: IngestReport | None = None
-    _pending: list[tuple[Path, str, str, str | None]] = field(default_factory=list)
+    _pending: list[tuple[Path, str, str, str | None, dict[str, str | int | float | bool]]] = field(
+        default_factory=list
+    )
 
     def add_output(
-        self, path: Path, role: str, data_class: str = "skg:DataFile", format: str | None = None
+        self,
+        path: Path,
+        role: str,
+        data_class: str = "skg:DataFile",
+        format: str | None = None,
+        properties: Mapping[str, str | int | float | bool] | None = None,
     ) -> None:
-        """Declare a file the run generated; it is hashed and registered only if the run succeeds."""
+        """Declare a file the run generated; it is hashed and registered only if the run succeeds.
+
+        ``properties`` states set-level values about it (``{"skg:pixelSize": 1.05}``); each property must
+        be one the ontology declares.
+        """
         if not _ROLE_NAME.fullmatch(role):
             raise RecordError(
                 f"output role {role!r} of {path} is not a valid role name (letters, digits, _.-)"
             )
         data_class = self.recorder.check_data_class(data_class)
-        self._pending.append((Path(path), role, data_class, format))
+        checked = {self.recorder.check_property(name): value for name, value in (properties or {}).items()}
+        self._pending.append((Path(path), role, data_class, format, checked))
 
 
 class Recorder:
@@ -138,6 +150,12 @@ class Recorder:
 
     def check_step(self, term: str) -> str:
         return self.vocabulary.require_class(expand(term), SKG + "ProcessingStep", "a processing step")
+
+    def check_property(self, term: str) -> str:
+        iri = expand(term)
+        if iri.startswith((SKG, PROV)) and iri not in self.vocabulary.declared:
+            raise UnknownTermError(f"unknown ontology term {compact(iri)} used as an entity property")
+        return iri
 
     def check_format(self, term: str) -> str:
         return self.vocabulary.require_individual(expand(term), SKG + "FileFormat", "a file format")
@@ -231,7 +249,8 @@ class Recorder:
         try:
             yield context
             generated = [
-                self.entity(path, role, data_class, fmt) for path, role, data_class, fmt in context._pending
+                replace(self.entity(path, role, data_class, fmt), properties=tuple(sorted(props.items())))
+                for path, role, data_class, fmt, props in context._pending
             ]
         except BaseException as error:
             message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -169,3 +169,25 @@ def test_written_files_get_the_permissions_of_the_umask(shared_data: Path, tmp_p
     finally:
         os.umask(previous)
     assert (tmp_path / "out.cs").stat().st_mode & 0o777 == 0o644
+
+
+def test_the_recorded_set_carries_its_size_shape_and_optics_values(shared_data: Path, tmp_path: Path) -> None:
+    project = Project.init(tmp_path / "project")
+    target = project.root / "particles.cs"
+    try:
+        convert(shared_data / RELION31, target, project=project)
+        with project.open_store() as store:
+            rows = store.select(
+                "PREFIX skg: <https://w3id.org/scipion-kg/ontology#> "
+                "PREFIX dct: <http://purl.org/dc/terms/> "
+                "SELECT ?count ?pixel ?kv ?shape WHERE { ?set a skg:ParticleSet ; skg:itemCount ?count ; "
+                "skg:pixelSize ?pixel ; skg:accelerationVoltage ?kv ; dct:conformsTo ?shape }"
+            )
+    finally:
+        project.close()
+    assert len(rows) == 1
+    # cryodrgn_relion31.star: 5 particles, optics group 1 at 2.806 Å/px and 300 kV.
+    assert int(str(rows[0]["count"])) == 5
+    assert float(str(rows[0]["pixel"])) == pytest.approx(2.806, abs=1e-6)
+    assert float(str(rows[0]["kv"])) == pytest.approx(300.0)
+    assert str(rows[0]["shape"]).endswith("shapes#ParticleRowShape")
