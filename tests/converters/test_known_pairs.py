@@ -160,3 +160,20 @@ def test_scipion_matrix_through_emx_gives_the_xmipp_row(tmp_path: Path) -> None:
     assert row["shiftY"][0] == pytest.approx(15.3209632479, abs=1e-4)
     angles = np.array([[row["angleRot"][0], row["angleTilt"][0], row["anglePsi"][0]]])
     assert np.allclose(pivot_matrices(angles), pivot_matrices(np.array([[-20.0, 0.0, 0.0]])), atol=1e-4)
+
+
+def test_ctffind_rows_become_relion_micrograph_ctf_values(shared_data: Path, tmp_path: Path) -> None:
+    # CTFFIND -> RELION: U = DF1, V = DF2, angle = azimuth, phase shift radians -> degrees (conventions §2).
+    source = shared_data / "formats" / "ctffind" / "cryocat_TS_017_ctffind4.txt"
+    options = ConversionOptions(
+        pixel_size=1.327, voltage=300.0, spherical_aberration=2.7, amplitude_contrast=0.07
+    )
+    result, _, document = convert_file(source, tmp_path / "micrographs_ctf.star", options=options)
+    assert result.target_convention.name == "skg:Convention_RELION31Micrographs"
+    rows = document.blocks["micrographs"].columns
+    raw = read_document(source).blocks["micrographs"].columns
+    assert np.allclose(rows["rlnDefocusU"], raw["defocus 1 [Angstroms]"])
+    assert np.allclose(rows["rlnDefocusV"], raw["defocus 2"])
+    assert np.allclose(rows["rlnDefocusAngle"], raw["azimuth of astigmatism"])
+    assert np.allclose(rows["rlnPhaseShift"], np.degrees(raw["additional phase shift [radians]"]))
+    assert document.blocks["optics"].columns["rlnMicrographPixelSize"][0] == pytest.approx(1.327)
