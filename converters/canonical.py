@@ -104,59 +104,23 @@ _COLUMNS = [
 CANONICAL_COLUMNS: dict[str, ColumnSpec] = {spec.name: spec for spec in _COLUMNS}
 
 # Which columns each kind of table may hold (the SHACL shape of each kind says which are required).
+_OPTICS = frozenset(
+    {
+        "optics_group", "optics_group_name", "pixel_size", "micrograph_pixel_size", "voltage",
+        "spherical_aberration", "amplitude_contrast", "image_size", "image_dimensionality",
+    }
+)  # fmt: skip
+_VIEWS_ONLY = frozenset(
+    {"view_index", "tilt_angle", "x_tilt", "axis_rotation", "magnification", "shift_x", "shift_y", "dose",
+     "exposure_time"}
+)  # fmt: skip
+_CTF = frozenset(
+    {"defocus_u", "defocus_v", "defocus_angle", "phase_shift", "ctf_max_resolution", "ctf_figure_of_merit"}
+)
 TABLE_KINDS: dict[str, frozenset[str]] = {
-    "particles": frozenset(
-        name
-        for name in CANONICAL_COLUMNS
-        if name
-        not in {
-            "view_index",
-            "tilt_angle",
-            "x_tilt",
-            "axis_rotation",
-            "magnification",
-            "shift_x",
-            "shift_y",
-            "dose",
-            "exposure_time",
-            "optics_group_name",
-            "pixel_size",
-            "micrograph_pixel_size",
-            "voltage",
-            "spherical_aberration",
-            "amplitude_contrast",
-            "image_size",
-            "image_dimensionality",
-        }
-    ),
-    "optics": frozenset(
-        {
-            "optics_group",
-            "optics_group_name",
-            "pixel_size",
-            "micrograph_pixel_size",
-            "voltage",
-            "spherical_aberration",
-            "amplitude_contrast",
-            "image_size",
-            "image_dimensionality",
-        }
-    ),
-    "micrographs": frozenset(
-        {
-            "micrograph_name",
-            "movie_name",
-            "optics_group",
-            "defocus_u",
-            "defocus_v",
-            "defocus_angle",
-            "phase_shift",
-            "ctf_bfactor",
-            "ctf_scale",
-            "ctf_max_resolution",
-            "ctf_figure_of_merit",
-        }
-    ),
+    "particles": frozenset(CANONICAL_COLUMNS) - (_OPTICS - {"optics_group"}) - _VIEWS_ONLY,
+    "optics": _OPTICS,
+    "micrographs": _CTF | {"micrograph_name", "movie_name", "optics_group", "ctf_bfactor", "ctf_scale"},
     "coordinates": frozenset(
         {
             "micrograph_name",
@@ -168,27 +132,7 @@ TABLE_KINDS: dict[str, frozenset[str]] = {
             "tomo_name",
         }
     ),
-    "tilt_series": frozenset(
-        {
-            "tomo_name",
-            "image_name",
-            "view_index",
-            "tilt_angle",
-            "x_tilt",
-            "axis_rotation",
-            "magnification",
-            "shift_x",
-            "shift_y",
-            "dose",
-            "exposure_time",
-            "defocus_u",
-            "defocus_v",
-            "defocus_angle",
-            "phase_shift",
-            "ctf_max_resolution",
-            "ctf_figure_of_merit",
-        }
-    ),
+    "tilt_series": _VIEWS_ONLY | _CTF | {"tomo_name", "image_name"},
 }
 
 

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text, infer_column
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -125,7 +125,7 @@ def read(path: Path) -> RawDocument:
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:
     """Parse the text of a Dynamo table."""
-    text = _decode(data, source)
+    text = decode_text(data, source)
     rows: list[list[str]] = []
     lines: list[int] = []
     width = 0
@@ -192,7 +192,7 @@ def read_table_map(path: Path) -> RawDocument:
 
 def parse_table_map(data: str | bytes, source: str = "<string>") -> RawDocument:
     """Parse the text of a Dynamo table map: ``index path`` lines."""
-    text = _decode(data, source)
+    text = decode_text(data, source)
     indices: list[int] = []
     paths: list[str] = []
     lines: list[int] = []
@@ -235,16 +235,6 @@ def table_map_to_string(document: RawDocument) -> str:
 def write_table_map(document: RawDocument, path: Path) -> None:
     """Write a Dynamo table map, atomically."""
     atomic_write_bytes(path, table_map_to_string(document).encode("utf-8"))
-
-
-def _decode(data: str | bytes, source: str) -> str:
-    if isinstance(data, str):
-        return data
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ParseError(f"{source}: line {line}: bytes that are not UTF-8 text ({error.reason})") from None
 
 
 def _first_non_number(values: Column) -> int:

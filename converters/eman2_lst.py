@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -62,7 +62,7 @@ def read(path: Path) -> RawDocument:
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:
     """Parse the text of an EMAN2 ``#LSX`` or ``#LST`` file."""
-    text = _decode(data, source)
+    text = decode_text(data, source)
     lines = text.split("\n")
     magic = lines[0].rstrip("\r")
     if magic not in ("#LSX", "#LST"):
@@ -99,16 +99,6 @@ def parse(data: str | bytes, source: str = "<string>") -> RawDocument:
     if integers:
         fields["integer_columns"] = "\n".join(integers)
     return RawDocument(FORMAT_IRI, {BLOCK: block}, fields=fields, version=version)
-
-
-def _decode(data: str | bytes, source: str) -> str:
-    if isinstance(data, str):
-        return data
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ParseError(f"{source}: line {line}: bytes that are not UTF-8 text ({error.reason})") from None
 
 
 def _record(record: str, source: str, number: int) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text, infer_column
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -87,7 +87,7 @@ def read(path: Path) -> RawDocument:
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:
     """Parse the text of a FREALIGN ``.par`` file."""
-    text = _decode(data, source)
+    text = decode_text(data, source)
     before: list[str] = []
     after: list[str] = []
     header: list[str] | None = None
@@ -140,16 +140,6 @@ def parse(data: str | bytes, source: str = "<string>") -> RawDocument:
         fields["trailer_comments"] = "\n".join(after)
     block = RawBlock(BLOCK, columns, lines=np.array(lines, dtype=np.int64))
     return RawDocument(FORMAT_IRI, {BLOCK: block}, fields=fields)
-
-
-def _decode(data: str | bytes, source: str) -> str:
-    if isinstance(data, str):
-        return data
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ParseError(f"{source}: line {line}: bytes that are not UTF-8 text ({error.reason})") from None
 
 
 def _is_header(stripped: str) -> bool:

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Column", "RawBlock", "RawDocument", "infer_column"]
+from scipion_kg.errors import ParseError
+
+__all__ = ["Column", "RawBlock", "RawDocument", "decode_text", "infer_column"]
 
 Column = npt.NDArray[np.generic]
 
@@ -92,3 +94,14 @@ def infer_column(tokens: list[str] | npt.NDArray[np.str_]) -> Column:
         return text.astype(np.float64)
     except ValueError:
         return text
+
+
+def decode_text(data: str | bytes, source: str) -> str:
+    """UTF-8 text of a file's bytes; bytes that are not UTF-8 give a ParseError naming the line."""
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ParseError(f"{source}: line {line}: bytes that are not UTF-8 text ({error.reason})") from None

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text, infer_column
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -70,7 +70,7 @@ def read(path: Path) -> RawDocument:
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:
     """Parse the text of a SPIDER document file."""
-    text = _decode(data, source)
+    text = decode_text(data, source)
     doc, comment_keys = _Rows(), _Rows()
     comments: list[tuple[int, str]] = []  # (line, text after ';') of comments that are not comment keys
     for number, line in enumerate(text.splitlines(), start=1):
@@ -103,16 +103,6 @@ def parse(data: str | bytes, source: str = "<string>") -> RawDocument:
     free = [body for line, body in comments if line not in used]
     fields.update({f"comment_{index}": body for index, body in enumerate(free, start=1)})
     return RawDocument(FORMAT_IRI, blocks, fields=fields)
-
-
-def _decode(data: str | bytes, source: str) -> str:
-    if isinstance(data, str):
-        return data
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ParseError(f"{source}: line {line}: bytes that are not UTF-8 text ({error.reason})") from None
 
 
 def _keyed(stripped: str, raw: str) -> tuple[int, int, list[str]] | None:
