@@ -60,7 +60,11 @@ def test_recorded_conversion_lineage_names_conventions_and_reports(
     parameters = {p["name"]: p["value"] for p in run["parameters"]}
     assert parameters["source_convention"].endswith("#Convention_RELION31")
     assert parameters["target_convention"].endswith("#Convention_CryoSPARC")
-    assert sorted(role for _, role in run["generated"]) == ["converted", "validation-input", "validation-output"]
+    assert sorted(role for _, role in run["generated"]) == [
+        "converted",
+        "validation-input",
+        "validation-output",
+    ]
 
 
 def test_a_missing_value_names_the_option_that_supplies_it(shared_data: Path, tmp_path: Path) -> None:
