@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -75,10 +75,7 @@ _LOCAL_MARK = "Local Alignment"
 
 def read(path: Path) -> RawDocument:
     """Read an AreTomo .aln file."""
-    path = Path(path)
-    document = parse(path.read_bytes(), str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

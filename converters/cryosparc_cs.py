@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -58,9 +58,7 @@ _U8_SUFFIXES = ("uid", "import_sig")
 
 def read(path: Path) -> RawDocument:
     """Read a ``.cs`` file."""
-    document = parse(path.read_bytes(), source=str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

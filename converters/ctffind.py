@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import RawBlock, RawDocument, infer_column
+from scipion_kg.converters.raw import RawBlock, RawDocument, infer_column, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -63,10 +63,7 @@ _UNIT = " unit"
 
 def read(path: Path) -> RawDocument:
     """Read a CTFFIND output .txt file."""
-    path = Path(path)
-    document = parse(path.read_bytes(), str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

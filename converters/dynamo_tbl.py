@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text, infer_column, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -118,9 +118,7 @@ def column_position(name: str) -> int:
 
 def read(path: Path) -> RawDocument:
     """Read a Dynamo ``.tbl`` table."""
-    document = parse(path.read_bytes(), source=str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:
@@ -185,9 +183,7 @@ def write(document: RawDocument, path: Path) -> None:
 
 def read_table_map(path: Path) -> RawDocument:
     """Read a Dynamo tomogram table map (``.doc``)."""
-    document = parse_table_map(path.read_bytes(), source=str(path))
-    document.source = path
-    return document
+    return read_with(parse_table_map, path)
 
 
 def parse_table_map(data: str | bytes, source: str = "<string>") -> RawDocument:

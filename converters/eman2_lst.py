@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -55,9 +55,7 @@ _MISSING = object()
 
 def read(path: Path) -> RawDocument:
     """Read an EMAN2 ``.lst`` file."""
-    document = parse(path.read_bytes(), source=str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

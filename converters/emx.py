@@ -34,7 +34,7 @@ from xml.sax.saxutils import escape, quoteattr
 import defusedxml.sax
 import numpy as np
 from defusedxml import DefusedXmlException
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -143,9 +143,7 @@ class _Handler(xml.sax.handler.ContentHandler):
 
 def read(path: Path) -> RawDocument:
     """Read an EMX file."""
-    document = parse(path.read_bytes(), source=str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text, infer_column, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -80,9 +80,7 @@ _OTHER = (10, 4)
 
 def read(path: Path) -> RawDocument:
     """Read a FREALIGN ``.par`` file."""
-    document = parse(path.read_bytes(), source=str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -125,10 +125,8 @@ def format_for(path: Path | str) -> str:
 
 def read(path: Path, format_iri: str | None = None) -> RawDocument:
     """Read an IMOD file; its format comes from the extension unless ``format_iri`` is given."""
-    path = Path(path)
-    document = parse(path.read_bytes(), str(path), format_iri or format_for(path))
-    document.source = path
-    return document
+    chosen = format_iri or format_for(Path(path))
+    return read_with(lambda data, source: parse(data, source, chosen), path)
 
 
 def parse(data: str | bytes, source: str = "<string>", format_iri: str | None = None) -> RawDocument:

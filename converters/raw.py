@@ -9,7 +9,7 @@ otherwise. Row order is file order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from scipion_kg.errors import ParseError
 
-__all__ = ["Column", "RawBlock", "RawDocument", "decode_text", "infer_column"]
+__all__ = ["Column", "RawBlock", "RawDocument", "decode_text", "infer_column", "read_with"]
 
 Column = npt.NDArray[np.generic]
 
@@ -105,3 +105,15 @@ def decode_text(data: str | bytes, source: str) -> str:
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise ParseError(f"{source}: line {line}: bytes that are not UTF-8 text ({error.reason})") from None
+
+
+def read_with(parse: Callable[[bytes, str], RawDocument], path: Path) -> RawDocument:
+    """``parse`` applied to the bytes of ``path``; an unreadable file is a ParseError naming it."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ParseError(f"{path}: cannot read the file: {error.strerror or error}") from None
+    document = parse(data, str(path))
+    document.source = path
+    return document

@@ -32,7 +32,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -49,10 +49,7 @@ _DUPLICATE = re.compile(r"#\d+$")
 
 def read(path: Path) -> RawDocument:
     """Read a SerialEM .mdoc file."""
-    path = Path(path)
-    document = parse(path.read_bytes(), str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

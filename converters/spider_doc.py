@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, decode_text, infer_column, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -63,9 +63,7 @@ class _Rows:
 
 def read(path: Path) -> RawDocument:
     """Read a SPIDER document file."""
-    document = parse(path.read_bytes(), source=str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

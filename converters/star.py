@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -117,9 +117,7 @@ _NOT_FAST = (b"'", b'"', b"#", b"\v", b"\f", b"\x00")
 
 def read(path: Path) -> RawDocument:
     """Read a RELION STAR file."""
-    document = parse(path.read_bytes(), source=str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

@@ -30,7 +30,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from scipion_kg.converters.raw import Column, RawBlock, RawDocument
+from scipion_kg.converters.raw import Column, RawBlock, RawDocument, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
 from scipion_kg.errors import ConversionError, ParseError
@@ -73,9 +73,7 @@ _HEADER = "4B3i80s40i256s"
 
 def read(path: Path) -> RawDocument:
     """Read a TOM/AV3 motive list (``.em``)."""
-    document = parse(path.read_bytes(), source=str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scipion_kg.converters.raw import RawDocument
+from scipion_kg.converters.raw import RawDocument, read_with
 from scipion_kg.converters.star import StarDialect, format_star, parse_star
 
 from scipion_kg.atomic import atomic_write_bytes
@@ -38,9 +38,7 @@ XMIPP = StarDialect(
 
 def read(path: Path) -> RawDocument:
     """Read an Xmipp metadata file."""
-    document = parse(path.read_bytes(), source=str(path))
-    document.source = path
-    return document
+    return read_with(parse, path)
 
 
 def parse(data: str | bytes, source: str = "<string>") -> RawDocument:

@@ -125,3 +125,18 @@ def test_corpus_file_round_trips_through_its_own_convention(
     assert list(parsed.blocks) == list(original.blocks)
     for name, block in original.blocks.items():
         assert list(parsed.blocks[name].columns) == list(block.columns), name
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [("star", "missing.star"), ("cryosparc_cs", "missing.cs"), ("dynamo_tbl", "missing.tbl"),
+     ("imod", "missing.xf"), ("aretomo_aln", "missing.aln"), ("emx", "missing.emx")],
+)  # fmt: skip
+def test_an_unreadable_file_is_a_parse_error_naming_it(module: str, name: str, tmp_path: Path) -> None:
+    import importlib
+
+    from scipion_kg.errors import ParseError
+
+    reader = importlib.import_module(f"scipion_kg.converters.{module}")
+    with pytest.raises(ParseError, match=rf"{name}: cannot read the file"):
+        reader.read(tmp_path / name)

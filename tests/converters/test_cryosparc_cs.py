@@ -14,6 +14,8 @@ from scipion_kg.converters.raw import Column, RawBlock, RawDocument
 
 from scipion_kg.errors import ConversionError, ParseError
 
+from .documents import assert_close
+
 # Values read from each file with np.load, and from the corpus README.
 CASES: list[tuple[str, int, int, dict[str, Any]]] = [
     (
@@ -75,13 +77,6 @@ CASES: list[tuple[str, int, int, dict[str, Any]]] = [
     ),
     ("cryosparc_tools_4k_dataset_empty.cs", 0, 120, {}),
 ]
-
-
-def assert_close(actual: Any, expected: Any, **options: Any) -> None:
-    """np.testing.assert_allclose on float64 views (raw columns are typed as generic arrays)."""
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64), **options
-    )
 
 
 def corpus(shared_data: Path, name: str) -> Path:

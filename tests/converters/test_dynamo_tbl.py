@@ -12,6 +12,8 @@ from scipion_kg.converters.raw import RawBlock, RawDocument
 
 from scipion_kg.errors import ConversionError, ParseError
 
+from .documents import assert_same_documents
+
 # (file, rows, columns, {0-based row: {column: value}}), values read from the files and their READMEs.
 CASES: list[tuple[str, int, int, dict[int, dict[str, Any]]]] = [
     (
@@ -50,29 +52,12 @@ CASES: list[tuple[str, int, int, dict[int, dict[str, Any]]]] = [
 ]
 
 
-def assert_close(actual: Any, expected: Any, **options: Any) -> None:
-    """np.testing.assert_allclose on float64 views (raw columns are typed as generic arrays)."""
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64), **options
-    )
-
-
 def corpus(shared_data: Path, name: str) -> Path:
     return shared_data / "formats" / "dynamo_tbl" / name
 
 
 def assert_same(left: RawDocument, right: RawDocument) -> None:
-    assert list(left.blocks) == list(right.blocks)
-    assert left.fields == right.fields
-    for name, block in left.blocks.items():
-        other = right.blocks[name]
-        assert list(block.columns) == list(other.columns)
-        for label, values in block.columns.items():
-            assert values.dtype == other.columns[label].dtype, label
-            if values.dtype.kind == "f":
-                assert_close(other.columns[label], values, rtol=1e-6)
-            else:
-                np.testing.assert_array_equal(other.columns[label], values)
+    assert_same_documents(left, right, rtol=1e-6)
 
 
 @pytest.mark.parametrize(("name", "rows", "width", "expected"), CASES, ids=[case[0] for case in CASES])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +17,8 @@ from scipion_kg.converters import eman2_lst
 from scipion_kg.converters.raw import RawBlock, RawDocument
 
 from scipion_kg.errors import ConversionError, ParseError
+
+from .documents import assert_same_documents
 
 COMMENT = (
     "# This file is in fast LST format. All lines after the next line have exactly the number of characters"
@@ -34,24 +35,8 @@ LENGTH = 174  # EMAN2 pads to the longest record + 1 (+4 of slack when it rewrit
 LSX = f"#LSX\n{COMMENT}\n# {LENGTH}\n" + "".join(f"{r:<{LENGTH - 1}}\n" for r in RECORDS)
 
 
-def assert_close(actual: Any, expected: Any, **options: Any) -> None:
-    """np.testing.assert_allclose on float64 views (raw columns are typed as generic arrays)."""
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64), **options
-    )
-
-
 def assert_same(left: RawDocument, right: RawDocument) -> None:
-    assert left.version == right.version
-    assert left.fields == right.fields
-    block, other = left.block("particles"), right.block("particles")
-    assert list(block.columns) == list(other.columns)
-    for label, values in block.columns.items():
-        assert values.dtype == other.columns[label].dtype, label
-        if values.dtype.kind == "f":
-            assert_close(other.columns[label], values, rtol=1e-9, equal_nan=True)
-        else:
-            np.testing.assert_array_equal(other.columns[label], values)
+    assert_same_documents(left, right, rtol=1e-9, equal_nan=True, version=True)
 
 
 def test_lsx_values() -> None:

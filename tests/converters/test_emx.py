@@ -13,6 +13,8 @@ from scipion_kg.converters.raw import RawBlock, RawDocument
 
 from scipion_kg.errors import ConversionError, ParseError
 
+from .documents import assert_same_documents
+
 # (file, {block: (rows, {column: values per row})}, {unit key: unit}), read from the files by eye.
 CASES: list[tuple[str, dict[str, tuple[int, dict[str, list[Any]]]], dict[str, str]]] = [
     (
@@ -77,30 +79,12 @@ CASES: list[tuple[str, dict[str, tuple[int, dict[str, list[Any]]]], dict[str, st
 ]
 
 
-def assert_close(actual: Any, expected: Any, **options: Any) -> None:
-    """np.testing.assert_allclose on float64 views (raw columns are typed as generic arrays)."""
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64), **options
-    )
-
-
 def corpus(shared_data: Path, name: str) -> Path:
     return shared_data / "formats" / "emx" / name
 
 
 def assert_same(left: RawDocument, right: RawDocument) -> None:
-    assert list(left.blocks) == list(right.blocks)
-    assert left.fields == right.fields
-    assert left.version == right.version
-    for name, block in left.blocks.items():
-        other = right.blocks[name]
-        assert list(block.columns) == list(other.columns)
-        for label, values in block.columns.items():
-            assert values.dtype == other.columns[label].dtype, label
-            if values.dtype.kind == "f":
-                assert_close(other.columns[label], values, rtol=1e-9, equal_nan=True)
-            else:
-                np.testing.assert_array_equal(other.columns[label], values)
+    assert_same_documents(left, right, rtol=1e-9, equal_nan=True, version=True)
 
 
 @pytest.mark.parametrize(("name", "blocks", "units"), CASES, ids=[case[0] for case in CASES])

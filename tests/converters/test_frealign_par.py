@@ -8,7 +8,6 @@ nextpyp/pyp frealign_parfile.py FREALIGNX_PAR_STRING_TEMPLATE (%7d%8.2f%8.2f%8.2
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +15,8 @@ from scipion_kg.converters import frealign_par
 from scipion_kg.converters.raw import RawBlock, RawDocument
 
 from scipion_kg.errors import ConversionError, ParseError
+
+from .documents import assert_same_documents
 
 HEADER = (
     "C           PSI   THETA     PHI       SHX       SHY     MAG  INCLUDE   DF1      DF2  ANGAST  PSHIFT     "
@@ -35,20 +36,8 @@ NAMES = ["C", "PSI", "THETA", "PHI", "SHX", "SHY", "MAG", "INCLUDE", "DF1", "DF2
          "LogP", "SIGMA", "SCORE", "CHANGE"]  # fmt: skip
 
 
-def assert_close(actual: Any, expected: Any, **options: Any) -> None:
-    """np.testing.assert_allclose on float64 views (raw columns are typed as generic arrays)."""
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64), **options
-    )
-
-
 def assert_same(left: RawDocument, right: RawDocument) -> None:
-    assert left.fields == right.fields
-    block, other = left.block("particles"), right.block("particles")
-    assert list(block.columns) == list(other.columns)
-    for label, values in block.columns.items():
-        assert values.dtype == other.columns[label].dtype, label
-        assert_close(other.columns[label], values, rtol=1e-6)
+    assert_same_documents(left, right, rtol=1e-6)
 
 
 def test_frealignx_values() -> None:

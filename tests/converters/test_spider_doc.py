@@ -13,6 +13,8 @@ from scipion_kg.converters.raw import RawBlock, RawDocument
 
 from scipion_kg.errors import ConversionError, ParseError
 
+from .documents import assert_close, assert_same_documents
+
 APSH_NAMES = ["PSI", "THE", "PHI", "REF#", "EXP#", "CUM.ROT", "CUM.SX", "CUM.SY", "NPROJ", "DIFF", "CCROT",
               "ROT", "SX", "SY", "MIR-CC"]  # fmt: skip
 CTF_NAMES = ["Micrograph", "Defocus", "Astig.Ang", "Astig", "Defocus1", "Defocus2", "MRC-Ang", "MRC-CC"]
@@ -62,26 +64,12 @@ CASES: list[tuple[str, str, list[str], int, dict[int, dict[str, Any]]]] = [
 ]
 
 
-def assert_close(actual: Any, expected: Any, **options: Any) -> None:
-    """np.testing.assert_allclose on float64 views (raw columns are typed as generic arrays)."""
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64), **options
-    )
-
-
 def corpus(shared_data: Path, name: str) -> Path:
     return shared_data / "formats" / "spider_doc" / name
 
 
 def assert_same(left: RawDocument, right: RawDocument) -> None:
-    assert list(left.blocks) == list(right.blocks)
-    assert left.fields == right.fields
-    for name, block in left.blocks.items():
-        other = right.blocks[name]
-        assert list(block.columns) == list(other.columns), name
-        for label, values in block.columns.items():
-            assert values.dtype == other.columns[label].dtype, label
-            assert_close(other.columns[label], values, rtol=1e-6, equal_nan=True)
+    assert_same_documents(left, right, rtol=1e-6, equal_nan=True)
 
 
 @pytest.mark.parametrize(("name", "title", "names", "rows", "expected"), CASES, ids=[c[0] for c in CASES])
