@@ -19,7 +19,7 @@ from scipion_kg.vocabulary import extension_dirs, module_files, parse_modules
 from .canonical import CANONICAL_COLUMNS
 from .raw import RawDocument
 
-__all__ = ["ColumnRule", "Convention", "conventions", "select_convention", "syntax_modules", "unit_factor"]
+__all__ = ["ColumnRule", "Convention", "conventions", "select_convention", "unit_factor"]
 
 QUDT_MULTIPLIER = "http://qudt.org/schema/qudt/conversionMultiplier"
 UNIT = "http://qudt.org/vocab/unit/"
@@ -242,10 +242,6 @@ def _conventions_for(extensions: tuple[Path, ...]) -> ConventionSet:
 def conventions() -> ConventionSet:
     """Every declared convention, unit multiplier and syntax module (bundled ontology + extensions)."""
     return _conventions_for(extension_dirs())
-
-
-def syntax_modules() -> dict[str, str]:
-    return conventions().syntax
 
 
 def unit_factor(source: str | None, canonical: str | None) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -812,6 +811,3 @@ def _write_optics(table: Table, convention: Convention, same: bool) -> RawBlock 
             label: columns[label] for label in [*order, *(label for label in columns if label not in order)]
         }
     return RawBlock(convention.optics_block, columns)
-
-
-Converter = Callable[[RawDocument], Table]
