@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ScipionKGError
+from .errors import PipelineError, ScipionKGError
 from .version import __version__
 
 __all__ = ["main"]
@@ -165,13 +165,86 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    result = run_demo(Path(args.out), args.size)
+    result = run_demo(Path(args.out), args.size, args.backend, workers=args.workers)
+    summary = result.summary
     print()
-    print(result.lineage_text)
-    print(f"project: {result.project}")
-    for path in result.exports:
-        print(f"lineage export: {path}")
-    print(f"next: scipion-kg lineage --project {result.project} {result.mask}")
+    print(f"resolution (gold-standard FSC 0.143, masked and corrected): {summary['resolution']:.2f} Å")
+    print(f"B-factor used for sharpening: {summary['bfactor']:.1f} Å²")
+    print(f"final map:         {summary['final_map']}")
+    print(f"ground-truth map:  {summary['ground_truth_map']}")
+    print(f"summary:           {result.summary_file}")
+    print(f"how was it made:   scipion-kg lineage --project {result.project} {summary['final_map']}")
+    return 0
+
+
+def _workflow_outcome(result: object) -> int:
+    from scipion_kg.tasks.workflow import WorkflowResult
+
+    assert isinstance(result, WorkflowResult)
+    for outcome in result.outcomes.values():
+        line = f"{outcome.step_id:16} {outcome.step:22} {outcome.backend:8} {outcome.status}"
+        if outcome.run is not None:
+            line += f"  {len(outcome.run.generated)} outputs in {Path(outcome.run.generated[0].path).parent}"
+        if outcome.error:
+            line += f"  {outcome.error}"
+        print(line)
+    print(f"{len(result.outcomes)} steps in {result.seconds:.1f} s")
+    return 0 if result.succeeded else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from scipion_kg.tasks.workflow import parse_workflow, run_workflow
+
+    project = _project(args)
+    inputs: dict[str, dict[str, list[str]]] = {}
+    for item in args.input or []:
+        role, _, path = item.partition("=")
+        if not path:
+            raise PipelineError(f"--input {item!r}: write ROLE=PATH (PATH may be a glob)")
+        inputs.setdefault(role, {"files": []})["files"].append(path)
+    parameters: dict[str, str] = {}
+    for item in args.param or []:
+        name, _, value = item.partition("=")
+        if not _:
+            raise PipelineError(f"--param {item!r}: write NAME=VALUE")
+        parameters[name] = value
+    step = {
+        "id": args.step,
+        "step": args.step,
+        "backend": args.backend,
+        "inputs": inputs,
+        "parameters": parameters,
+    }
+    workflow = parse_workflow({"steps": [step]}, project, "command line", base=Path.cwd())
+    return _workflow_outcome(run_workflow(workflow, scheduler_url=args.scheduler_url))
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from scipion_kg.tasks.workflow import load_workflow, run_workflow
+
+    project = _project(args)
+    workflow = load_workflow(Path(args.file), project)
+    result = run_workflow(workflow, workers=args.workers, scheduler_url=args.scheduler_url)
+    return _workflow_outcome(result)
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    from scipion_kg.tasks.registry import step_names, step_task_class
+
+    for name in step_names():
+        task = step_task_class(name)
+        if args.step and name != args.step:
+            continue
+        print(f"{name}  ({task.step_class}; backends: {', '.join(task.backend_names())})")
+        if args.step:
+            for port in task.input_ports:
+                flag = " (optional)" if port.optional else ""
+                print(f"  input  {port.role:18} {port.data_class}{flag}")
+            for port in task.output_ports:
+                print(f"  output {port.role:18} {port.data_class}")
+            for spec in task.parameter_specs:
+                unit = f" [{spec.unit}]" if spec.unit else ""
+                print(f"  param  {spec.name:18} default {spec.default!r}{unit}  {spec.help}")
     return 0
 
 
@@ -266,12 +339,40 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--output", "-o", help="write to this file instead of standard output")
     lineage.set_defaults(handler=cmd_lineage)
 
-    demo = commands.add_parser("demo", help="build a demonstration project and show a map's lineage")
+    demo = commands.add_parser(
+        "demo", help="simulate a data set from a real atomic model and run the whole pipeline on it"
+    )
     demo.add_argument(
         "--out", default="scipion-kg-demo", help="new project directory (default: scipion-kg-demo)"
     )
     demo.add_argument("--size", choices=["small", "standard"], default="small")
+    demo.add_argument("--backend", choices=["builtin", "relion"], default="builtin")
+    demo.add_argument("--workers", type=int, default=1, help="Luigi workers (default 1)")
     demo.set_defaults(handler=cmd_demo)
+
+    run = with_project(
+        commands.add_parser("run", help="run one processing step ('scipion-kg steps' lists them)")
+    )
+    run.add_argument("step")
+    run.add_argument(
+        "--input", "-i", action="append", metavar="ROLE=PATH", help="an input file (glob allowed)"
+    )
+    run.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", help="a parameter")
+    run.add_argument("--backend", default="builtin")
+    run.add_argument("--scheduler-url", help="a running luigid (default: the local scheduler)")
+    run.set_defaults(handler=cmd_run)
+
+    pipeline = with_project(commands.add_parser("pipeline", help="run a workflow file (YAML or JSON)"))
+    pipeline.add_argument("file")
+    pipeline.add_argument("--workers", type=int, default=1)
+    pipeline.add_argument("--scheduler-url", help="a running luigid (default: the local scheduler)")
+    pipeline.set_defaults(handler=cmd_pipeline)
+
+    steps = commands.add_parser(
+        "steps", help="list the processing steps, or one step's inputs and parameters"
+    )
+    steps.add_argument("step", nargs="?")
+    steps.set_defaults(handler=cmd_steps)
 
     runs = with_project(commands.add_parser("runs", help="list the recorded runs"))
     runs.set_defaults(handler=cmd_runs)

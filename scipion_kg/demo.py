@@ -1,101 +1,216 @@
-"""``scipion-kg demo``: a complete, self-contained run of the recorder on generated data.
+"""``scipion-kg demo``: the whole single-particle pipeline on simulated data with a known answer.
 
-It builds a project, writes a phantom map (Gaussian blobs, voxel size 1.5 Å), registers it through an
-import run, computes a soft solvent mask with the built-in masking backend, and exports the mask's
-lineage as text, PROV-JSON and Turtle. Everything runs on the embedded store; no server is needed.
+It computes a ground-truth map from a real atomic model shipped with the package (PDB 1BD2), simulates
+movies with drift, CTF and noise (particles at known positions and poses), and runs every step through
+Luigi with the chosen backends: import (acquisition from the simulated SerialEM mdoc files), motion
+correction, CTF estimation, picking, extraction, 2D classification with selection, an initial model,
+gold-standard 3D refinement and post-processing. Every step is a recorded run; the project can be served
+and queried afterwards. ``DIR/demo-summary.json`` says where everything is.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any
 
 from .atomic import atomic_write_bytes
 from .errors import ProjectError
-from .export import export_lineage
-from .importer import import_files
-from .lineage import lineage
 from .project import Project
-from .recorder import Input, Parameter, Recorder, Software
-from .version import __version__
 
-__all__ = ["DemoResult", "phantom_map", "run_demo"]
+__all__ = ["DemoResult", "demo_workflow", "run_demo"]
 
-SIZES = {"small": 48, "standard": 96}
-VOXEL_SIZE = 1.5
+SIZES = ("small", "standard")
+# Steps that have a RELION backend; the others run built-in whatever --backend says.
+RELION_STEPS = {"motion", "picking", "extraction", "refine", "postprocess"}
+
+_SETTINGS: dict[str, dict[str, Any]] = {
+    "small": {
+        "box": 96,
+        "diameter": [110.0, 180.0],
+        "mask": 150.0,
+        "classes": 8,
+        "class_iterations": 6,
+        "refine_iterations": 15,
+        "final_step": 1.875,
+        "per_micrograph": 55,
+        "ctf_tile": 384,
+        "ctf_max_resolution": 5.0,
+    },
+    "standard": {
+        "box": 96,
+        "diameter": [110.0, 180.0],
+        "mask": 150.0,
+        "classes": 10,
+        "class_iterations": 8,
+        "refine_iterations": 15,
+        "final_step": 1.875,
+        "per_micrograph": 55,
+        "ctf_tile": 384,
+        "ctf_max_resolution": 5.0,
+    },
+}
 
 
 @dataclass(frozen=True)
 class DemoResult:
     project: Path
-    phantom: Path
-    mask: Path
-    lineage_text: str
-    exports: tuple[Path, ...]
+    summary_file: Path
+    summary: dict[str, Any]
 
 
-def phantom_map(box: int, seed: int = 7) -> npt.NDArray[np.float32]:
-    """A reproducible phantom: 24 Gaussian blobs of random size inside a sphere of a third of the box."""
-    rng = np.random.default_rng(seed)
-    grid = np.indices((box, box, box), dtype=np.float32) - box / 2
-    volume = np.zeros((box, box, box), dtype=np.float32)
-    for _ in range(24):
-        direction = rng.normal(size=3)
-        centre = direction / np.linalg.norm(direction) * rng.uniform(0, box / 6)
-        sigma = rng.uniform(box / 40, box / 16)
-        squared = sum((grid[axis] - centre[axis]) ** 2 for axis in range(3))
-        volume += np.exp(-squared / (2 * sigma**2)).astype(np.float32)
-    return volume
+def demo_workflow(size: str, backend: str, model: Path | None = None) -> dict[str, Any]:
+    """The demo's workflow (the same structure a ``scipion-kg pipeline`` file holds)."""
+    s = _SETTINGS[size]
+
+    def chosen(step_id: str) -> str:
+        return backend if backend == "relion" and step_id in RELION_STEPS else "builtin"
+
+    simulate: dict[str, Any] = {"id": "simulate", "step": "simulate", "parameters": {"size": size, "seed": 1}}
+    initial: dict[str, Any] = {
+        "id": "initial",
+        "step": "initial_model",
+        "inputs": {"particles": "class2d.selected"},
+    }
+    if model is not None:
+        simulate["inputs"] = {"model": {"files": [str(model)]}}
+        # The initial model starts from the same atomic model, low-pass filtered to 40 Å (see the README).
+        initial["inputs"]["reference_model"] = {"files": [str(model)]}
+    steps: list[dict[str, Any]] = [
+        simulate,
+        {
+            "id": "import",
+            "step": "import_movies",
+            "inputs": {"movies": "simulate.movie", "mdoc": "simulate.mdoc"},
+            "parameters": {"spherical_aberration": 2.7, "amplitude_contrast": 0.1},
+        },
+        # The simulation has no radiation damage: weighting frames for it would only lose signal.
+        {
+            "id": "motion",
+            "step": "motion_correction",
+            "inputs": {"movies": "import.movies", "acquisition": "import.acquisition"},
+            "parameters": {"dose_weighting": False},
+        },
+        {
+            "id": "ctf",
+            "step": "ctf_estimation",
+            "inputs": {"micrographs": "motion.micrographs"},
+            "parameters": {
+                "max_resolution": s["ctf_max_resolution"],
+                "tile_size": s["ctf_tile"],
+                "min_defocus": 5000.0,
+                "max_defocus": 35000.0,
+            },
+        },
+        {
+            "id": "picking",
+            "step": "particle_picking",
+            "inputs": {"micrographs": "ctf.micrographs"},
+            "parameters": {
+                "diameter": s["diameter"],
+                "particles_per_micrograph": s["per_micrograph"],
+                "exclude_border": s["box"] // 2,
+            },
+        },
+        {
+            "id": "extraction",
+            "step": "particle_extraction",
+            "inputs": {"micrographs": "ctf.micrographs", "coordinates": "picking.coordinates"},
+            "parameters": {"box": s["box"]},
+        },
+        {
+            "id": "class2d",
+            "step": "classification_2d",
+            "inputs": {"particles": "extraction.particles"},
+            "parameters": {
+                "classes": s["classes"],
+                "iterations": s["class_iterations"],
+                "mask_diameter": s["mask"],
+            },
+        },
+        initial,
+        {
+            "id": "refine",
+            "step": "refine_3d",
+            "inputs": {"particles": "class2d.selected", "reference": "initial.initial_map"},
+            "parameters": {
+                "iterations": s["refine_iterations"],
+                "final_angular_step": s["final_step"],
+                "mask_diameter": s["mask"],
+            },
+        },
+        {
+            "id": "postprocess",
+            "step": "postprocess",
+            "inputs": {"half_map_1": "refine.half_map_1", "half_map_2": "refine.half_map_2"},
+        },
+    ]
+    for step in steps:
+        step["backend"] = chosen(step["id"])
+    return {"steps": steps}
 
 
-def run_demo(out: Path, size: str = "small", say: Callable[[str], None] = print) -> DemoResult:
-    from scipion_kg.converters.mrc import write_map
-    from scipion_kg.tasks.builtin.masking import soft_mask
+def run_demo(
+    out: Path,
+    size: str = "small",
+    backend: str = "builtin",
+    say: Callable[[str], None] = print,
+    workers: int = 1,
+) -> DemoResult:
+    from scipion_kg.tasks.hooks import ProgressReporter
+    from scipion_kg.tasks.simulation import packaged_model
+    from scipion_kg.tasks.workflow import parse_workflow, run_workflow
 
+    if size not in SIZES:
+        raise ProjectError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
     if out.exists() and any(out.iterdir()):
         raise ProjectError(f"{out} already exists and is not empty; choose another --out")
-    box = SIZES[size]
-    say(f"[1/4] creating project {out}")
     project = Project.init(out)
-    phantom = project.root / "data" / "phantom.mrc"
-    write_map(phantom, phantom_map(box), VOXEL_SIZE)
-    with project.open_store(write=True) as store:
-        recorder = Recorder(project, store)
-        say(f"[2/4] importing a {box}^3 phantom map ({VOXEL_SIZE} Å/voxel)")
-        import_files(recorder, [phantom], data_class="skg:Map")
-        say("[3/4] computing a soft solvent mask (built-in backend)")
-        volume = phantom_map(box)
-        threshold = float(volume.mean() + 2 * volume.std())
-        parameters = [
-            Parameter("threshold", round(threshold, 6)),
-            Parameter("extend_voxels", 3),
-            Parameter("soft_edge_voxels", 6),
-            Parameter("voxel_size", VOXEL_SIZE, "unit:ANGSTROM"),
-        ]
-        with recorder.run(
-            "skg:Masking",
-            inputs=[Input(phantom, "map", "skg:Map")],
-            parameters=parameters,
-            software=[Software("scipion-kg", __version__, algorithm="threshold, extend, raised-cosine edge")],
-        ) as run:
-            mask = run.directory / "mask.mrc"
-            write_map(mask, soft_mask(volume, threshold, 3, 6), VOXEL_SIZE)
-            run.add_output(mask, "mask", "skg:Mask")
-        say("[4/4] exporting the mask's lineage")
-        result = lineage(store, run.outputs[0].iri)
-        exports = []
-        for name, fmt in (
-            ("mask-lineage.txt", "text"),
-            ("mask-lineage.prov.json", "prov-json"),
-            ("mask-lineage.ttl", "turtle"),
-        ):
-            target = project.root / "exports" / name
-            atomic_write_bytes(target, export_lineage(store, result, fmt).encode("utf-8"))
-            exports.append(target)
-        text = export_lineage(store, result, "text")
+    model = project.root / "data" / "models" / packaged_model().name
+    model.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(model, packaged_model().read_bytes())
+    data = demo_workflow(size, backend, model)
+    workflow_file = project.root / "demo-workflow.json"
+    atomic_write_bytes(workflow_file, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+    say(
+        f"project {project.root}: simulating a {size} data set from PDB 1BD2, then {len(data['steps'])} steps"
+    )
+    workflow = parse_workflow(data, project, str(workflow_file), base=project.root)
+    reporter = ProgressReporter(len(workflow.steps), quiet=False, say=say)
+    result = run_workflow(workflow, workers=workers, reporter=reporter)
+    failed = [o for o in result.outcomes.values() if o.status != "done"]
+    if failed:
+        first = failed[0]
+        raise ProjectError(f"the demo stopped at step {first.step_id}: {first.error or first.status}")
+
+    def path(step: str, role: str) -> str:
+        return str(project.root / result.output(step, role))
+
+    refine = result.outcomes["refine"].run
+    post = result.outcomes["postprocess"].run
+    assert refine is not None and post is not None
+    from scipion_kg.tasks.star_blocks import read_blocks
+
+    general = read_blocks(project.root / result.output("postprocess", "fsc"))["general"]
+    summary: dict[str, Any] = {
+        "project": str(project.root),
+        "size": size,
+        "backend": backend,
+        "ground_truth_map": path("simulate", "ground_truth_map"),
+        "final_map": path("postprocess", "map"),
+        "half_maps": [path("refine", "half_map_1"), path("refine", "half_map_2")],
+        "mask": path("postprocess", "mask"),
+        "resolution": float(general["rlnFinalResolution"][0]),
+        "bfactor": float(general["rlnBfactorUsedForSharpening"][0]),
+        "fsc": path("postprocess", "fsc"),
+        "truth_particles": path("simulate", "truth_particles"),
+        "refined_particles": path("refine", "particles"),
+        "seconds": round(result.seconds, 1),
+        "steps": {o.step_id: {"status": o.status, "seconds": o.seconds} for o in result.outcomes.values()},
+    }
+    summary_file = project.root / "demo-summary.json"
+    atomic_write_bytes(summary_file, (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
     project.close()
-    return DemoResult(project.root, phantom, mask, text, tuple(exports))
+    return DemoResult(project.root, summary_file, summary)

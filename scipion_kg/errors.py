@@ -13,6 +13,8 @@ __all__ = [
     "LineageError",
     "OntologyError",
     "ParseError",
+    "PipelineError",
+    "ProcessingError",
     "ProjectError",
     "ProjectLockedError",
     "RecordError",
@@ -73,3 +75,11 @@ class ConversionError(ScipionKGError):
 
 class TableValidationError(ScipionKGError):
     """A table or set violates its SHACL shapes (the report is attached)."""
+
+
+class ProcessingError(ScipionKGError):
+    """A processing step cannot run or failed: bad parameters, unusable input, a missing program."""
+
+
+class PipelineError(ScipionKGError):
+    """A pipeline or workflow file is invalid: unknown step, wrong input kind, a cycle, bad parameters."""

@@ -45,7 +45,7 @@ from .project import Project
 from .store import Store
 from .vocabulary import Vocabulary, vocabulary
 
-__all__ = ["Input", "Parameter", "Recorder", "RunContext", "Software", "run_signature"]
+__all__ = ["Input", "Parameter", "Recorder", "RunContext", "RunPlan", "Software", "run_signature"]
 
 _PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
@@ -93,6 +93,16 @@ def run_signature(step: str, parameters: Sequence[Parameter], inputs: Sequence[E
         "inputs": sorted([entity.role, entity.sha256] for entity in inputs),
     }
     return hash_bytes(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run's identity before it runs: step IRI, input entities, signature, default directory."""
+
+    step: str
+    used: list[EntityRecord]
+    signature: str
+    directory: Path
 
 
 @dataclass
@@ -201,6 +211,20 @@ class Recorder:
             role=role,
         )
 
+    def plan(
+        self, step: str, *, inputs: Sequence[Input] = (), parameters: Sequence[Parameter] = ()
+    ) -> RunPlan:
+        """What :meth:`run` would record, without running: the step, input entities, signature and the
+        default run directory (``runs/<Step>-<signature prefix>``). Hashes go through the project's cache."""
+        step_iri = self.check_step(step)
+        for item in inputs:
+            if not _ROLE_NAME.fullmatch(item.role):
+                raise RecordError(f"input role {item.role!r} of {item.path} is not a valid role name")
+        used = [self.entity(item.path, item.role, item.data_class, item.format) for item in inputs]
+        signature = run_signature(step_iri, parameters, used)
+        local = step_iri.rsplit("#", 1)[-1]
+        return RunPlan(step_iri, used, signature, self.project.runs_dir / f"{local}-{signature[:12]}")
+
     # -- recording ------------------------------------------------------------------------------------
     @contextmanager
     def run(
@@ -214,16 +238,11 @@ class Recorder:
         directory: Path | None = None,
     ) -> Iterator[RunContext]:
         """Record one run around the ``with`` body (see the module docstring)."""
-        step_iri = self.check_step(step)
+        plan = self.plan(step, inputs=inputs, parameters=parameters)
+        step_iri, used, signature = plan.step, plan.used, plan.signature
         parameter_records = self._parameters(parameters)
-        for item in inputs:
-            if not _ROLE_NAME.fullmatch(item.role):
-                raise RecordError(f"input role {item.role!r} of {item.path} is not a valid role name")
-        used = [self.entity(item.path, item.role, item.data_class, item.format) for item in inputs]
-        signature = run_signature(step_iri, parameters, used)
         iri = run_iri(signature)
-        local = step_iri.rsplit("#", 1)[-1]
-        run_directory = directory or self.project.runs_dir / f"{local}-{signature[:12]}"
+        run_directory = directory or plan.directory
         run_directory.mkdir(parents=True, exist_ok=True)
         context = RunContext(self, iri, step_iri, signature, run_directory, used)
         started = datetime.now(UTC)
