@@ -29,7 +29,7 @@ from scipion_kg.run_summary import RunSummary, read_run_summary
 
 from .parameters import ParameterSpec, Value, recorded_parameters
 
-__all__ = ["Backend", "Port", "StepContext", "StepTask", "project_at"]
+__all__ = ["Backend", "Port", "StepContext", "StepTask", "clear_completion_cache", "project_at"]
 
 Progress = Callable[[int, int], None]
 
@@ -115,6 +115,15 @@ class StepContext:
 def project_at(root: str) -> Project:
     """One Project object per root and process (its hash cache is an open SQLite connection)."""
     return Project.find(Path(root))
+
+
+# Successful runs found by :meth:`StepTask.finished_run`, per (compiled workflow, step id); cleared at
+# the start of every workflow run, since inputs may change between runs.
+_FINISHED: dict[tuple[str, str], RunSummary] = {}
+
+
+def clear_completion_cache() -> None:
+    _FINISHED.clear()
 
 
 @lru_cache(maxsize=32)
@@ -245,7 +254,21 @@ class StepTask(luigi.Task):
         )
 
     def finished_run(self) -> RunSummary | None:
-        """The summary of this step's successful run for its current inputs, or None."""
+        """The summary of this step's successful run for its current inputs, or None.
+
+        A positive answer is remembered until the next workflow run starts (keyed by the compiled workflow
+        and step), so the completeness checks of a chain do not re-hash and re-read every upstream bundle
+        at each level."""
+        key = (str(self.workflow_file), str(self.step_id))
+        known = _FINISHED.get(key)
+        if known is not None:
+            return known
+        summary = self._finished_run()
+        if summary is not None:
+            _FINISHED[key] = summary
+        return summary
+
+    def _finished_run(self) -> RunSummary | None:
         files = self.input_files()
         if files is None:
             return None

@@ -48,7 +48,7 @@ from scipion_kg.vocabulary import vocabulary
 from .hooks import ProgressReporter, ingest_quietly
 from .parameters import Value, resolve_parameters, validate_parameters
 from .registry import step_task_class
-from .step import StepTask
+from .step import StepTask, clear_completion_cache
 
 __all__ = [
     "StepOutcome",
@@ -300,6 +300,7 @@ def run_workflow(
 ) -> WorkflowResult:
     """Check, compile and run ``workflow``; every step's run is recorded and ingested."""
     started = time.monotonic()
+    clear_completion_cache()
     check_workflow(workflow)
     workflow_file = compile_workflow(workflow)
     wanted = list(targets) if targets else _sinks(workflow)
