@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -280,3 +286,46 @@ def test_relion_and_builtin_runs_of_a_step_are_two_runs_with_their_own_software(
     relion_bundle = (project.root / runs["relion"].generated[0].path).parents[1] / "provenance.ttl"
     text = relion_bundle.read_text()
     assert "RELION version: 3.1" in text and "relion_run_motioncorr" in text
+
+
+@pytest.fixture
+def luigid(tmp_path: Path) -> Iterator[str]:
+    """A real Luigi central scheduler on a free local port, stopped after the test."""
+    executable = shutil.which("luigid")
+    if executable is None:
+        pytest.skip("luigid (installed with luigi) is not on PATH")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [executable, "--port", str(port), "--address", "127.0.0.1", "--logdir", str(tmp_path),
+         "--state-path", str(tmp_path / "state.pickle")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(url + "api/task_list?data=%7B%7D", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("luigid did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_workflow_runs_through_a_central_luigid_scheduler(project: Project, luigid: str) -> None:
+    _blob_map(project.root / "map.mrc")
+    workflow = parse_workflow(_masking(project, "map.mrc", extend=2), project, base=project.root)
+    result = run_workflow(workflow, scheduler_url=luigid, reporter=QUIET)
+    assert result.succeeded
+    with urllib.request.urlopen(
+        luigid + "api/task_list?data=" + urllib.parse.quote('{"status": "DONE"}')
+    ) as reply:
+        done = json.loads(reply.read())["response"]
+    assert any(name.startswith("MaskingTask") for name in done)
