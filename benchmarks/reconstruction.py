@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gemmi
 import mrcfile
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +39,7 @@ from scipion_kg.converters.geometry import pivot_matrices
 from scipion_kg.tasks.builtin.ctf import ctf_2d
 from scipion_kg.tasks.builtin.fourier import Projector, frequency_grid_2d, fsc, resolution_at
 from scipion_kg.tasks.builtin.reconstruct import reconstruct
+from scipion_kg.tasks.builtin.simulate import ground_truth_map
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPOSITORY.parent / "shared" / "data" / "models" / "1BD2.cif.gz"
@@ -58,36 +58,6 @@ class CTFTable:
     voltage: float = VOLTAGE
     spherical_aberration: float = CS
     amplitude_contrast: float = AMPLITUDE_CONTRAST
-
-
-def truth_map(model: Path, box: int, pixel_size: float, bfactor: float) -> npt.NDArray[np.float32]:
-    """Electron-scattering map (z, y, x) of the model, centre of mass at voxel box // 2 (gemmi)."""
-    structure = gemmi.read_structure(str(model))
-    structure.setup_entities()
-    structure.remove_ligands_and_waters()
-    structure.remove_hydrogens()
-    centre = structure[0].calculate_center_of_mass()
-    middle = (box // 2) * pixel_size
-    for chain in structure[0]:
-        for residue in chain:
-            for atom in residue:
-                atom.pos = gemmi.Position(
-                    atom.pos.x - centre.x + middle,
-                    atom.pos.y - centre.y + middle,
-                    atom.pos.z - centre.z + middle,
-                )
-                atom.b_iso = bfactor
-    edge = box * pixel_size
-    structure.cell = gemmi.UnitCell(edge, edge, edge, 90, 90, 90)
-    structure.spacegroup_hm = "P 1"
-    calculator = gemmi.DensityCalculatorE()
-    calculator.d_min = 2.0 * pixel_size
-    calculator.set_grid_cell_and_spacegroup(structure)
-    calculator.grid.set_size(box, box, box)
-    calculator.grid.fill(0.0)
-    calculator.add_model_density_to_grid(structure[0])
-    calculator.grid.symmetrize_sum()
-    return np.array(calculator.grid, dtype=np.float32).transpose(2, 1, 0).copy()
 
 
 def simulate(
@@ -238,7 +208,7 @@ def main() -> None:
             print(f"simulating {args.particles} particles of {args.box} px at {pixel_size:.3f} Å/px, "
                   f"SNR {args.snr}")  # fmt: skip
             start = time.perf_counter()
-            truth = truth_map(args.model, args.box, pixel_size, args.bfactor)
+            truth = ground_truth_map(args.model, args.box, pixel_size, args.bfactor)
             meta = simulate(truth, args.particles, pixel_size, args.snr, folder, args.seed)
             arrays: dict[str, Any] = {"settings": settings, "truth": truth, **meta}
             np.savez(saved, **arrays)

@@ -143,6 +143,10 @@ class RunContext:
         checked = {self.recorder.check_property(name): value for name, value in (properties or {}).items()}
         self._pending.append((Path(path), role, data_class, format, checked))
 
+    def declared_roles(self) -> set[str]:
+        """The roles of the outputs declared so far."""
+        return {role for _, role, _, _, _ in self._pending}
+
 
 class Recorder:
     """Records runs of a project; ingests each bundle into ``store`` when one is given."""

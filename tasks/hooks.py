@@ -65,7 +65,7 @@ def recorded(task: StepTask) -> Iterator[StepContext]:
         missing = [
             port.role
             for port in task.output_ports
-            if not port.optional and not any(p[1] == port.role for p in run._pending)
+            if not port.optional and port.role not in run.declared_roles()
         ]
         if missing:
             raise ProcessingError(

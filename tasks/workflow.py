@@ -37,9 +37,9 @@ from typing import Any
 import luigi
 
 from scipion_kg.atomic import atomic_write_bytes
+from scipion_kg.bundle import BUNDLE_FILE
 from scipion_kg.errors import PipelineError
 from scipion_kg.hashing import hash_bytes
-from scipion_kg.ingest import find_bundles
 from scipion_kg.namespaces import expand
 from scipion_kg.project import Project
 from scipion_kg.run_summary import RunSummary
@@ -317,18 +317,30 @@ def run_workflow(
         else:
             options["local_scheduler"] = True
         luigi.build(tasks, detailed_summary=False, **options)  # type: ignore[no-untyped-call]
-    ingest_quietly(workflow.project, find_bundles(workflow.project), attempts=50)
     outcomes: dict[str, StepOutcome] = {}
+    bundles: list[Path] = []
     for step in workflow.steps.values():
         task = step.task_class.of(str(workflow_file), step.id)
         summary = task.finished_run()
+        bundles += _bundle_of(task)
         error = reporter.failures.get(step.id)
         status = "done" if summary is not None else ("failed" if error else "not run")
         outcomes[step.id] = StepOutcome(
             step.id, step.step, step.backend, status, summary, reporter.durations.get(step.id), error
         )
+    # Only this workflow's bundles (a failed step's included): a project may hold thousands of runs.
+    ingest_quietly(workflow.project, bundles, attempts=50)
     total = time.monotonic() - started
     return WorkflowResult(workflow_file, outcomes, total, scheduled - started)
+
+
+def _bundle_of(task: StepTask) -> list[Path]:
+    """The bundle of the run ``task`` makes with its current inputs, if it was written."""
+    files = task.input_files()
+    if files is None:
+        return []
+    bundle = task.plan(files).directory / BUNDLE_FILE
+    return [bundle] if bundle.is_file() else []
 
 
 def _sinks(workflow: Workflow) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import gemmi
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -21,6 +20,7 @@ from scipion_kg.tasks.builtin.fourier import (
     resolution_at,
 )
 from scipion_kg.tasks.builtin.reconstruct import FourierAccumulator, reconstruct, symmetry_matrices
+from scipion_kg.tasks.builtin.simulate import ground_truth_map
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -45,36 +45,6 @@ def blob_map(box: int = BOX, seed: int = 0) -> FloatArray:
     volume = volume / volume.max() + 0.5 * texture / texture.std()
     # Band-limited inside the Nyquist sphere (a reconstruction has nothing in the corners of the cube).
     return np.asarray(lowpass(volume, 2.0 * PIXEL * box / (box - 4), PIXEL, edge=4.0), dtype=np.float64)
-
-
-def gemmi_map(model: Path, box: int, pixel_size: float, bfactor: float = 30.0) -> FloatArray:
-    """Electron-scattering map of the model's atoms centred in the box (gemmi, processing notes §2)."""
-    structure = gemmi.read_structure(str(model))
-    structure.setup_entities()
-    structure.remove_ligands_and_waters()
-    structure.remove_hydrogens()
-    centre = structure[0].calculate_center_of_mass()
-    edge = box * pixel_size
-    middle = (box // 2) * pixel_size
-    for chain in structure[0]:
-        for residue in chain:
-            for atom in residue:
-                atom.pos = gemmi.Position(
-                    atom.pos.x - centre.x + middle,
-                    atom.pos.y - centre.y + middle,
-                    atom.pos.z - centre.z + middle,
-                )
-                atom.b_iso = bfactor
-    structure.cell = gemmi.UnitCell(edge, edge, edge, 90, 90, 90)
-    structure.spacegroup_hm = "P 1"
-    calculator = gemmi.DensityCalculatorE()
-    calculator.d_min = 2.0 * pixel_size
-    calculator.set_grid_cell_and_spacegroup(structure)
-    calculator.grid.set_size(box, box, box)
-    calculator.grid.fill(0.0)
-    calculator.add_model_density_to_grid(structure[0])
-    calculator.grid.symmetrize_sum()
-    return np.array(calculator.grid, dtype=np.float64).transpose(2, 1, 0)
 
 
 @dataclass(frozen=True)
@@ -162,7 +132,7 @@ def test_wrong_hand_transposed_pose_and_shift_sign_all_collapse() -> None:
 
 def test_ctf_and_noise_against_truth_and_half_maps(shared_data: Path) -> None:
     box, pixel = 64, 3.0
-    truth = gemmi_map(shared_data / "models" / "1BD2.cif.gz", box, pixel)
+    truth = ground_truth_map(shared_data / "models" / "1BD2.cif.gz", box, pixel).astype(np.float64)
     signal = Projector(truth).project(Rotation.random(50, random_state=0).as_matrix()).std()
     images, matrices, shifts, ctf_values = simulate(
         truth, 2000, seed=4, ctf=True, noise=5.0 * signal, pixel=pixel
