@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_deposition import add_deposition_commands
 from .errors import PipelineError, ScipionKGError
 from .version import __version__
 
@@ -248,6 +249,17 @@ def cmd_steps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .project import Project
+    from .webview.serve import serve
+
+    project_dir: Path | None = None
+    if args.project_dir is not None or args.endpoint is None:
+        project_dir = Project.find(Path(args.project_dir) if args.project_dir else None).root
+    serve(project_dir, host=args.host, port=args.port, endpoint=args.endpoint, writable=args.writable)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scipion-kg",
@@ -376,6 +388,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = with_project(commands.add_parser("runs", help="list the recorded runs"))
     runs.set_defaults(handler=cmd_runs)
+
+    add_deposition_commands(commands, with_project)
+
+    serve = commands.add_parser(
+        "serve",
+        help="browse a project in a web browser (read-only unless --writable)",
+        description="Serve the project's lineage, runs, entities, methods text, SPARQL endpoint and "
+        "deposition pages. Binds to 127.0.0.1 unless --host says otherwise.",
+    )
+    serve.add_argument("project_dir", nargs="?", metavar="PROJECT", help="default: the current project")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--endpoint", help="serve this SPARQL endpoint's graph instead of a store")
+    serve.add_argument(
+        "--writable", action="store_true", help="allow the pages that write (deposition packages)"
+    )
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 

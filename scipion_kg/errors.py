@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BundleError",
     "ConversionError",
+    "DepositionError",
     "FormatError",
     "LineageError",
     "OntologyError",
@@ -83,3 +84,7 @@ class ProcessingError(ScipionKGError):
 
 class PipelineError(ScipionKGError):
     """A pipeline or workflow file is invalid: unknown step, wrong input kind, a cycle, bad parameters."""
+
+
+class DepositionError(ScipionKGError):
+    """A deposition cannot be prepared: no lineage, half maps that do not belong, bad metadata."""

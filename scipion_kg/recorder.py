@@ -48,6 +48,7 @@ from .vocabulary import Vocabulary, vocabulary
 __all__ = ["Input", "Parameter", "Recorder", "RunContext", "RunPlan", "Software", "run_signature"]
 
 _PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+PropertyValue = str | int | float | bool
 _ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 
@@ -118,7 +119,7 @@ class RunContext:
     outputs: list[EntityRecord] = field(default_factory=list)
     bundle_path: Path | None = None
     ingest_report: IngestReport | None = None
-    _pending: list[tuple[Path, str, str, str | None, dict[str, str | int | float | bool]]] = field(
+    _pending: list[tuple[Path, str, str, str | None, list[tuple[str, PropertyValue]]]] = field(
         default_factory=list
     )
 
@@ -128,19 +129,23 @@ class RunContext:
         role: str,
         data_class: str = "skg:DataFile",
         format: str | None = None,
-        properties: Mapping[str, str | int | float | bool] | None = None,
+        properties: Mapping[str, PropertyValue | Sequence[PropertyValue]] | None = None,
     ) -> None:
         """Declare a file the run generated; it is hashed and registered only if the run succeeds.
 
-        ``properties`` states set-level values about it (``{"skg:pixelSize": 1.05}``); each property must
-        be one the ontology declares.
+        ``properties`` states set-level values about it (``{"skg:pixelSize": 1.05}``; a list gives the
+        property several values); each property must be one the ontology declares.
         """
         if not _ROLE_NAME.fullmatch(role):
             raise RecordError(
                 f"output role {role!r} of {path} is not a valid role name (letters, digits, _.-)"
             )
         data_class = self.recorder.check_data_class(data_class)
-        checked = {self.recorder.check_property(name): value for name, value in (properties or {}).items()}
+        checked: list[tuple[str, PropertyValue]] = []
+        for name, value in (properties or {}).items():
+            iri = self.recorder.check_property(name)
+            values = [value] if isinstance(value, str | int | float | bool) else list(value)
+            checked.extend((iri, item) for item in values)
         self._pending.append((Path(path), role, data_class, format, checked))
 
     def declared_roles(self) -> set[str]:
@@ -272,7 +277,7 @@ class Recorder:
         try:
             yield context
             generated = [
-                replace(self.entity(path, role, data_class, fmt), properties=tuple(sorted(props.items())))
+                replace(self.entity(path, role, data_class, fmt), properties=tuple(sorted(props)))
                 for path, role, data_class, fmt, props in context._pending
             ]
         except BaseException as error:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from scipion_kg.demo import DemoResult, run_demo
 from scipion_kg.project import Project
 from scipion_kg.recorder import Input, Parameter, Recorder, Software
 from scipion_kg.store import Store
@@ -21,6 +22,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared corpus of real EM files is not beside this checkout ({SHARED_DATA})")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    """One small built-in demo for the whole session (about a minute on 2 cores); tests only read it,
+    except the deposition test, which records one more run in it."""
+    return run_demo(tmp_path_factory.mktemp("demo") / "project", "small", say=lambda _: None)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The small demo end to end, measured against its ground truth (the acceptance numbers of the pipeline).
 
-One module-scoped run of ``scipion-kg demo --size small`` (built-in backends): simulated movies of PDB
+One session-scoped run (tests/conftest.py, shared with the deposition tests) of ``scipion-kg demo
+--size small`` (built-in backends): simulated movies of PDB
 1BD2 with known drift, defocus, positions and poses; every assertion compares what the pipeline recorded
 with the truth the simulation wrote beside its movies.
 """
@@ -26,11 +27,6 @@ from scipion_kg.lineage import lineage, resolve_target
 from scipion_kg.project import Project
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
-    return run_demo(tmp_path_factory.mktemp("demo") / "project", "small", say=lambda _: None)
 
 
 def _run_dir(demo: DemoResult, step: str) -> Path:
