@@ -22,6 +22,7 @@ from .namespaces import PREFIXES, PROV, RDF, RDFS, SKG, XSD, role_iri, software_
 __all__ = [
     "BUNDLE_FILE",
     "EntityRecord",
+    "NodeDescription",
     "ParameterRecord",
     "RunRecord",
     "SoftwareRecord",
@@ -72,6 +73,15 @@ class EntityRecord:
 
 
 @dataclass(frozen=True)
+class NodeDescription:
+    """A node a run states facts about (e.g. one filled field of a deposition with its evidence)."""
+
+    iri: str
+    node_class: str
+    properties: tuple[tuple[str, str | int | float | bool], ...]
+
+
+@dataclass(frozen=True)
 class RunRecord:
     iri: str
     step: str
@@ -88,6 +98,8 @@ class RunRecord:
     used: Sequence[EntityRecord]
     generated: Sequence[EntityRecord]
     error: str | None = None
+    # Nodes the run describes beside its files, named under the run's IRI: (node IRI, class, properties).
+    descriptions: Sequence[NodeDescription] = ()
 
 
 def _iri(value: str) -> ox.NamedNode:
@@ -240,6 +252,11 @@ def build_bundle(run: RunRecord) -> list[ox.Triple]:
             ox.Triple(_iri(role_iri(name)), _TYPE, _iri(PROV + "Role")),
             ox.Triple(_iri(role_iri(name)), _LABEL, ox.Literal(name)),
         ]
+    for description in run.descriptions:
+        node = _iri(description.iri)
+        triples.append(ox.Triple(node, _TYPE, _iri(description.node_class)))
+        for predicate, value in description.properties:
+            triples.append(ox.Triple(node, _iri(predicate), _property_value(value)))
     return triples
 
 

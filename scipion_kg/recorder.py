@@ -29,6 +29,7 @@ from pathlib import Path
 from .bundle import (
     BUNDLE_FILE,
     EntityRecord,
+    NodeDescription,
     ParameterRecord,
     ParameterValue,
     RunRecord,
@@ -50,6 +51,7 @@ __all__ = ["Input", "Parameter", "Recorder", "RunContext", "RunPlan", "Software"
 _PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 PropertyValue = str | int | float | bool
 _ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.\-]+)*")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class RunContext:
     _pending: list[tuple[Path, str, str, str | None, list[tuple[str, PropertyValue]]]] = field(
         default_factory=list
     )
+    _descriptions: list[NodeDescription] = field(default_factory=list)
 
     def add_output(
         self,
@@ -147,6 +150,24 @@ class RunContext:
             values = [value] if isinstance(value, str | int | float | bool) else list(value)
             checked.extend((iri, item) for item in values)
         self._pending.append((Path(path), role, data_class, format, checked))
+
+    def describe(
+        self, name: str, node_class: str, properties: Mapping[str, PropertyValue | Sequence[PropertyValue]]
+    ) -> str:
+        """State facts about a node of this run that is not a file (named ``<run IRI>/<name>``), such as
+        one filled field of a deposition with the run or file it came from. Recorded only if the run
+        succeeds; returns the node's IRI."""
+        if not _NODE_NAME.fullmatch(name):
+            raise RecordError(f"node name {name!r} of run {self.iri} is not valid (letters, digits, _.-/)")
+        iri = f"{self.iri}/{name}"
+        node_class = self.recorder.check_data_class(node_class)
+        pairs: list[tuple[str, PropertyValue]] = []
+        for property_name, value in properties.items():
+            predicate = self.recorder.check_property(property_name)
+            values = [value] if isinstance(value, str | int | float | bool) else list(value)
+            pairs.extend((predicate, item) for item in values)
+        self._descriptions.append(NodeDescription(iri, node_class, tuple(pairs)))
+        return iri
 
     def declared_roles(self) -> set[str]:
         """The roles of the outputs declared so far."""
@@ -288,7 +309,14 @@ class Recorder:
             raise
         context.outputs = generated
         self._finish(
-            context, replace(template, status=SKG + "Succeeded", ended=datetime.now(UTC), generated=generated)
+            context,
+            replace(
+                template,
+                status=SKG + "Succeeded",
+                ended=datetime.now(UTC),
+                generated=generated,
+                descriptions=tuple(context._descriptions),
+            ),
         )
 
     def _finish(self, context: RunContext, record: RunRecord) -> None:

@@ -250,3 +250,29 @@ def test_software_is_recorded_with_its_version(project: Project, store: Store) -
         f"SELECT ?v WHERE {{ <{run.iri}> <{PROV}wasAssociatedWith> ?a . ?a <{SKG}softwareVersion> ?v }}"
     )
     assert [str(r["v"]) for r in rows] == ["3.1.3"]
+
+
+def test_described_nodes_are_recorded_with_a_successful_run_only(project: Project, store: Store) -> None:
+    recorder = Recorder(project, store)
+    with recorder.run("skg:Deposition", software=[Software("scipion-kg", "t")]) as run:
+        node = run.describe(
+            "field/em_buffer/1/pH",
+            "skg:DepositionField",
+            {"skg:fieldValue": "7.4", "skg:evidenceKind": "metadata", "skg:fieldOfDeposition": run.iri},
+        )
+        with pytest.raises(RecordError, match="not valid"):
+            run.describe("../escape", "skg:DepositionField", {})
+        with pytest.raises(UnknownTermError):
+            run.describe("field/x", "skg:NoSuchClass", {})
+        with pytest.raises(UnknownTermError):
+            run.describe("field/y", "skg:DepositionField", {"skg:noSuchProperty": 1})
+    assert node == f"{run.iri}/field/em_buffer/1/pH"
+    rows = store.select(
+        f"PREFIX skg: <{SKG}> SELECT ?v ?d WHERE {{ <{node}> skg:fieldValue ?v ; skg:fieldOfDeposition ?d }}"
+    )
+    assert [(str(row["v"]), str(row["d"])) for row in rows] == [("7.4", run.iri)]
+    failing = recorder.run("skg:Deposition", parameters=[Parameter("n", 2)])
+    with pytest.raises(RuntimeError), failing as failed:
+        failed.describe("field/z", "skg:DepositionField", {"skg:fieldValue": "lost"})
+        raise RuntimeError("boom")
+    assert not store.ask(f"ASK {{ <{failed.iri}/field/z> ?p ?o }}")

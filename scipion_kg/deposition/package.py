@@ -21,7 +21,7 @@ from ..errors import DepositionError
 from ..hashing import hash_file
 from ..lineage import resolve_target
 from ..project import Project
-from ..recorder import Input, Parameter, Recorder, RunContext, Software
+from ..recorder import Input, Parameter, PropertyValue, Recorder, RunContext, Software
 from ..store import Store
 from ..version import __version__
 from .completeness import MissingItem, missing_items
@@ -184,6 +184,7 @@ def prepare_deposition(
         atomic_write_bytes(directory / "report.html", report)
         for name, (role, data_class, file_format, _) in generated.items():
             run.add_output(directory / name, role, data_class, file_format)
+        _record_evidence(run, deposition)
         run.add_output(directory / "report.html", "report", "skg:DepositionReport")
     say(f"assembling the package in {options.out}")
     generated_files = {directory / name: name for name in (*generated, "report.html")}
@@ -229,6 +230,27 @@ def _package_names(deposition: Deposition, proof: HalfMapProof) -> dict[Path, st
             evidence = Evidence("default", f"{original}, named as OneDep expects in the package")
             deposition.set("em_map", "file", renamed[original], evidence, index)
     return names
+
+
+def _record_evidence(run: RunContext, deposition: Deposition) -> None:
+    """Every filled field, with its evidence, as a node of the deposition run's bundle: so the graph
+    answers "where does this resolution come from?" by links to the run, parameter or file."""
+    for category, index, item, found in deposition.fields():
+        evidence = found.evidence
+        properties: dict[str, PropertyValue] = {
+            "skg:mmcifItem": f"_{category}.{item}",
+            "skg:fieldValue": str(found.value),
+            "skg:evidenceKind": evidence.kind,
+            "skg:evidenceText": evidence.text,
+            "skg:fieldOfDeposition": run.iri,
+        }
+        if evidence.run:
+            properties["skg:evidenceRun"] = evidence.run
+        if evidence.entity:
+            properties["prov:wasDerivedFrom"] = evidence.entity
+        if evidence.parameter:
+            properties["skg:evidenceParameter"] = evidence.parameter
+        run.describe(f"field/{category}/{index + 1}/{item}", "skg:DepositionField", properties)
 
 
 def _package_file(path: Path, name: str, kind: str) -> PackageFile:

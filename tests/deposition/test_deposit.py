@@ -76,6 +76,15 @@ def _validation_arguments(shared_data: Path) -> list[str]:
     ]
 
 
+def json_fields(evidence: dict[str, Any]) -> list[tuple[str, int, str]]:
+    return [
+        (category, index, item)
+        for category, rows in evidence["categories"].items()
+        for index, row in enumerate(rows)
+        for item in row
+    ]
+
+
 def _root(path: Path) -> Any:
     root = SafeElementTree.parse(path).getroot()
     assert root is not None
@@ -150,6 +159,24 @@ def test_a_recorded_project_gives_a_valid_package_with_metadata(
             f"PREFIX prov: <http://www.w3.org/ns/prov#> SELECT ?e WHERE {{ ?e prov:wasGeneratedBy <{run}> }}"
         )
     assert len(outputs) == 6  # header, mmCIF, FSC XML, image, evidence, report
+    # Every filled field is in the graph, linked to where it came from.
+    with project.open_store() as store:
+        fields = store.select(
+            f"""PREFIX skg: <https://w3id.org/scipion-kg/ontology#>
+            PREFIX prov: <http://www.w3.org/ns/prov#>
+            SELECT ?item ?value ?kind ?run ?entity WHERE {{
+              ?field skg:fieldOfDeposition <{run}> ; skg:mmcifItem ?item ; skg:fieldValue ?value ;
+                     skg:evidenceKind ?kind .
+              OPTIONAL {{ ?field skg:evidenceRun ?run }}
+              OPTIONAL {{ ?field prov:wasDerivedFrom ?entity }} }}"""
+        )
+    by_item = {str(row["item"]): row for row in fields}
+    assert len(fields) == sum(1 for _ in json_fields(evidence))
+    resolution = by_item["_em_3d_reconstruction.resolution"]
+    assert float(str(resolution["value"])) == pytest.approx(expected, abs=0.01)
+    assert str(resolution["kind"]) == "computed" and str(resolution["run"]) == spa.runs["refine"]
+    assert str(by_item["_em_buffer.pH"]["kind"]) == "metadata"
+    assert str(by_item["_em_imaging.accelerating_voltage"]["run"]) == spa.runs["import"]
 
 
 def test_without_metadata_the_report_names_exactly_what_the_user_must_supply(
