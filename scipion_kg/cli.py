@@ -256,7 +256,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     project_dir: Path | None = None
     if args.project_dir is not None or args.endpoint is None:
         project_dir = Project.find(Path(args.project_dir) if args.project_dir else None).root
-    serve(project_dir, host=args.host, port=args.port, endpoint=args.endpoint, writable=args.writable)
+    serve(project_dir, host=args.host, port=args.port, endpoint=args.endpoint)
     return 0
 
 
@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="browse a project in a web browser (read-only unless --writable)",
+        help="browse a project in a web browser (read-only)",
         description="Serve the project's lineage, runs, entities, methods text, SPARQL endpoint and "
         "deposition pages. Binds to 127.0.0.1 unless --host says otherwise.",
     )
@@ -401,9 +401,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--endpoint", help="serve this SPARQL endpoint's graph instead of a store")
-    serve.add_argument(
-        "--writable", action="store_true", help="allow the pages that write (deposition packages)"
-    )
     serve.set_defaults(handler=cmd_serve)
     return parser
 
