@@ -6,13 +6,16 @@ import fcntl
 import os
 import socket
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
 from .errors import ProjectLockedError
 
-__all__ = ["WriteLock"]
+__all__ = ["STORE_LOCK", "WriteLock", "store_access"]
 
 
 class WriteLock:
@@ -65,3 +68,39 @@ class WriteLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+STORE_LOCK = "store.lock"
+
+
+@contextmanager
+def store_access(path: Path, *, exclusive: bool, timeout: float | None = None) -> Iterator[None]:
+    """A readers-writer lock around opening the embedded store (``flock`` on ``path``).
+
+    RocksDB, under Oxigraph, does not support a read-only instance opened while a writer rewrites its
+    files: the reader can meet compacted-away files and fail or misbehave. Writers hold this lock
+    exclusively while the store is open (short: an ingest, one command); the viewer holds it shared for
+    one request. ``timeout`` (seconds) bounds the wait; None waits as long as it takes.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+", encoding="utf-8")
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        if timeout is None:
+            fcntl.flock(handle.fileno(), mode)
+        else:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise ProjectLockedError(
+                            f"the store of {path.parent.parent} is being written (waited {timeout:g} s); "
+                            "try again in a moment"
+                        ) from None
+                    time.sleep(0.02)
+        yield
+    finally:
+        handle.close()  # closing the descriptor releases the flock

@@ -16,7 +16,7 @@ from typing import Any
 from .atomic import atomic_write_bytes
 from .errors import ProjectError
 from .hashing import HashCache
-from .locking import WriteLock
+from .locking import STORE_LOCK, WriteLock, store_access
 from .ontology_graph import sync_ontology_graph
 from .store import Store
 from .store_endpoint import EndpointStore
@@ -150,7 +150,10 @@ class Project:
             finally:
                 store.close()
             return
-        with WriteLock(self.control_dir / "write.lock", self.root):
+        with (
+            WriteLock(self.control_dir / "write.lock", self.root),
+            store_access(self.control_dir / STORE_LOCK, exclusive=True),
+        ):
             store = OxigraphStore(self.store_path)
             try:
                 yield store

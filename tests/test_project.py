@@ -81,3 +81,33 @@ def test_readers_work_while_a_writer_holds_the_project(project: Project) -> None
         assert reader.read_only
         assert reader.ask("ASK { ?s ?p ?o }")
         assert writer.ask("ASK { ?s ?p ?o }")
+
+
+def test_a_writer_waits_for_a_reader_of_the_store_and_a_reader_for_a_writer(project: Project) -> None:
+    import threading
+    import time
+
+    from scipion_kg.errors import ProjectLockedError
+    from scipion_kg.locking import STORE_LOCK, store_access
+
+    lock = project.control_dir / STORE_LOCK
+    opened_at: list[float] = []
+
+    def write() -> None:
+        with project.open_store(write=True):
+            opened_at.append(time.monotonic())
+
+    with store_access(lock, exclusive=False, timeout=1.0):
+        writer = threading.Thread(target=write)
+        started = time.monotonic()
+        writer.start()
+        time.sleep(0.3)
+        assert opened_at == []  # the writer is waiting for the reader
+    writer.join(timeout=10)
+    assert opened_at and opened_at[0] - started >= 0.3
+    with (
+        project.open_store(write=True),
+        pytest.raises(ProjectLockedError, match="being written"),
+        store_access(lock, exclusive=False, timeout=0.1),
+    ):
+        pass

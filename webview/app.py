@@ -7,7 +7,7 @@ from importlib import import_module
 from flask import Flask, Response, render_template
 from werkzeug.exceptions import HTTPException
 
-from scipion_kg.errors import LineageError
+from scipion_kg.errors import LineageError, ProjectLockedError
 from scipion_kg.version import __version__
 
 from .context import EXTENSION_KEY, ViewerConfig, ViewerContext
@@ -29,6 +29,10 @@ def create_app(config: ViewerConfig) -> Flask:
     @app.errorhandler(LineageError)
     def unknown_term(error: LineageError) -> tuple[str, int]:
         return render_template("error.html", code=404, message=str(error)), 404
+
+    @app.errorhandler(ProjectLockedError)
+    def store_busy(error: ProjectLockedError) -> tuple[str, int]:
+        return render_template("error.html", code=503, message=str(error)), 503
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[str, int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import current_app
 
 from scipion_kg.errors import ProjectError
+from scipion_kg.locking import STORE_LOCK, store_access
 from scipion_kg.project import Project, StoreConfig
 from scipion_kg.store import Store
 
@@ -28,6 +29,7 @@ class ViewerConfig:
     sparql_timeout_seconds: float = 10.0
     sparql_result_limit: int = 10_000
     page_size: int = 100
+    store_wait_seconds: float = 30.0
 
 
 class ViewerContext:
@@ -51,7 +53,7 @@ class ViewerContext:
     def store(self) -> Iterator[Store]:
         """A read-only store for one request."""
         if self.project is not None and self.config.endpoint is None:
-            with self.project.open_store(write=False) as store:
+            with self.embedded_store_access(), self.project.open_store(write=False) as store:
                 yield store
             return
         endpoint = self.config.endpoint
@@ -59,6 +61,17 @@ class ViewerContext:
         remote = Project(Path("."), StoreConfig(endpoint=endpoint))
         with remote.open_store(write=False) as store:
             yield store
+
+    @contextmanager
+    def embedded_store_access(self) -> Iterator[None]:
+        """Shared access to the embedded store for one request: a writer (a pipeline step's ingest)
+        finishes before the store is opened, and waits for the request to end before writing."""
+        if self.project is None or self.project.store_config.endpoint is not None:
+            yield
+            return
+        lock = self.project.control_dir / STORE_LOCK
+        with store_access(lock, exclusive=False, timeout=self.config.store_wait_seconds):
+            yield
 
     def project_file(self, recorded: str) -> Path | None:
         """The file a recorded path names, or None when it is outside the project or not a file.

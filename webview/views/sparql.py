@@ -159,13 +159,14 @@ def _refusal(message: str, status: int, text: str | None, html: bool) -> Respons
 
 def _run(checked: CheckedQuery, graph_format: GraphFormat) -> QueryResult:
     context = viewer()
-    return default_runner().run(
-        _source(context),
-        checked,
-        timeout=context.config.sparql_timeout_seconds,
-        limit=context.config.sparql_result_limit,
-        graph_format=graph_format,
-    )
+    with context.embedded_store_access():
+        return default_runner().run(
+            _source(context),
+            checked,
+            timeout=context.config.sparql_timeout_seconds,
+            limit=context.config.sparql_result_limit,
+            graph_format=graph_format,
+        )
 
 
 @bp.route("/sparql", methods=["GET", "POST"])
