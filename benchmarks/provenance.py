@@ -28,8 +28,9 @@ from pathlib import Path
 import rdflib
 
 from scipion_kg.ingest import find_bundles, ingest_bundles
-from scipion_kg.lineage import _fill, _iri_token, closure, lineage
+from scipion_kg.lineage import closure, lineage
 from scipion_kg.project import Project
+from scipion_kg.queries import fill_query, iri_term
 from scipion_kg.recorder import Input, Parameter, Recorder, Software
 from scipion_kg.vocabulary import vocabulary
 
@@ -201,7 +202,7 @@ def bench_project(name: str, project: Project, last_output: Path, repeats: int) 
     results["rdflib_ingest_s"] = time.perf_counter() - start
     print(f"  rdflib parse {name}: {results['rdflib_ingest_s']:.2f} s", file=sys.stderr)
 
-    query = _fill("upstream-closure", root=_iri_token(root))
+    query = fill_query("upstream-closure", root=iri_term(root))
     with project.open_store() as store:
         results["closure_s"], found = median_time(lambda: closure(store, root), repeats * 3)
         results["closure_entities"] = len(found[0])  # type: ignore[index]

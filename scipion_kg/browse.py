@@ -17,7 +17,7 @@ import pyoxigraph as ox
 
 from .errors import LineageError
 from .namespaces import PROV, QUDT, RDF, RDFS, SKG, XSD, compact
-from .queries import load_query
+from .queries import fill_query, iri_term, load_query
 from .store import Row, Store
 from .terms import IRI, Lit, Term
 from .vocabulary import module_files, parse_modules, vocabulary
@@ -169,25 +169,6 @@ def _int(term: Term | None) -> int | None:
     return None
 
 
-def _iri_token(iri: str) -> str:
-    return IRI(iri).n3() if _safe_iri(iri) else _refuse(iri)
-
-
-def _safe_iri(iri: str) -> bool:
-    return not any(character in iri for character in ' <>"{}|^`\\\n\r\t')
-
-
-def _refuse(iri: str) -> str:
-    raise LineageError(f"{iri!r} is not a valid IRI")
-
-
-def _fill(name: str, **values: str) -> str:
-    text = load_query(name)
-    for key, value in values.items():
-        text = text.replace("{{" + key + "}}", value)
-    return text
-
-
 # -- the overview ---------------------------------------------------------------------------------------
 @dataclass
 class RunSummary:
@@ -239,7 +220,7 @@ def runs_page(store: Store, page: int, page_size: int) -> list[RunSummary]:
     """Runs ``page`` (1-based) of ``page_size``, newest first: one query."""
     page = max(page, 1)
     rows = store.select(
-        _fill("browse-runs-page", limit=str(int(page_size)), offset=str((page - 1) * int(page_size)))
+        fill_query("browse-runs-page", limit=str(int(page_size)), offset=str((page - 1) * int(page_size)))
     )
     runs: dict[str, RunSummary] = {}
     for row in rows:
@@ -308,9 +289,9 @@ def overview_page(store: Store, page: int = 1, page_size: int = 100, map_limit: 
             started=_text(row, "started"),
         )
         for row in store.select(
-            _fill(
+            fill_query(
                 "browse-maps",
-                classes=" ".join(_iri_token(c) for c in map_classes),
+                classes=" ".join(iri_term(c) for c in map_classes),
                 limit=str(int(map_limit)),
             )
         )
@@ -441,7 +422,7 @@ def _display_value(term: Term) -> str:
 
 def run_details(store: Store, run: str) -> RunDetails:
     """Everything the run page shows about ``run``, in one query; LineageError if it is not recorded."""
-    subjects = _by_subject(store.select(_fill("browse-run", run=_iri_token(run))))
+    subjects = _by_subject(store.select(fill_query("browse-run", run=iri_term(run))))
     about = subjects.get(run)
     if not about or SKG + "runStatus" not in about:
         raise LineageError(f"{compact(run)} is not a run recorded in this store")
@@ -607,9 +588,9 @@ class EntityDetails:
 
 def entity_details(store: Store, entity: str, used_by_limit: int = 200) -> EntityDetails:
     """Everything the entity page shows about ``entity``, in two queries; LineageError if unknown."""
-    token = _iri_token(entity)
+    token = iri_term(entity)
     about: dict[str, list[Term]] = {}
-    for row in store.select(_fill("browse-entity", entity=token)):
+    for row in store.select(fill_query("browse-entity", entity=token)):
         predicate, obj = row.get("p"), row.get("o")
         if predicate is not None and obj is not None:
             values = about.setdefault(str(predicate), [])
@@ -635,7 +616,7 @@ def entity_details(store: Store, entity: str, used_by_limit: int = 200) -> Entit
     limit = int(used_by_limit) + 64
     generated_by: list[RunLink] = []
     used_by: list[RunLink] = []
-    for row in store.select(_fill("browse-entity-runs", entity=token, limit=str(limit))):
+    for row in store.select(fill_query("browse-entity-runs", entity=token, limit=str(limit))):
         step = _text(row, "step")
         link = RunLink(
             iri=str(row["run"]),

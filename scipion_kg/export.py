@@ -12,8 +12,9 @@ import pyoxigraph as ox
 from prov.model import PROV, PROV_ROLE, PROV_TYPE, ProvDocument
 
 from .errors import LineageError
-from .lineage import Lineage, _chunks, _fill
+from .lineage import Lineage, _chunks
 from .namespaces import ID, PREFIXES, SKG, UNIT, compact
+from .queries import fill_query
 from .store import Store
 
 __all__ = ["EXPORT_FORMATS", "export_lineage", "lineage_triples", "to_prov_document", "to_text"]
@@ -35,7 +36,7 @@ def lineage_triples(store: Store, lineage: Lineage) -> list[ox.Triple]:
     """The RDF triples describing every run and entity of a lineage."""
     triples: set[ox.Triple] = set()
     for chunk in _chunks([*lineage.entities, *lineage.runs]):
-        triples.update(store.construct(_fill("lineage-describe", nodes=chunk)))
+        triples.update(store.construct(fill_query("lineage-describe", nodes=chunk)))
     return sorted(triples, key=str)
 
 

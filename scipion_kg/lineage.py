@@ -6,7 +6,6 @@ The SPARQL lives in ``scipion_kg/queries/*.rq``; this module fills in IRIs and a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Literal as TypingLiteral
 from .errors import LineageError
 from .namespaces import SKG, compact, entity_iri, expand
 from .project import Project
-from .queries import load_query
+from .queries import fill_query, iri_term
 from .store import Row, Store
 from .terms import IRI, Lit, Term
 
@@ -31,21 +30,7 @@ __all__ = [
 ]
 
 Direction = TypingLiteral["upstream", "downstream"]
-_UNSAFE_IRI = re.compile(r'[\s<>"{}|^`\\]')
 _VALUES_CHUNK = 2000
-
-
-def _iri_token(iri: str) -> str:
-    if _UNSAFE_IRI.search(iri):
-        raise LineageError(f"{iri!r} is not a valid IRI")
-    return f"<{iri}>"
-
-
-def _fill(name: str, **values: str) -> str:
-    text = load_query(name)
-    for key, value in values.items():
-        text = text.replace("{{" + key + "}}", value)
-    return text
 
 
 @dataclass
@@ -100,7 +85,7 @@ def closure(
     store: Store, root: str, direction: Direction = "upstream"
 ) -> tuple[set[str], dict[str, set[str]]]:
     """The entities of the closure (root included) and, for each, the runs that generated it."""
-    query = _fill(f"{direction}-closure", root=_iri_token(root))
+    query = fill_query(f"{direction}-closure", root=iri_term(root))
     entities: set[str] = set()
     generated_by: dict[str, set[str]] = {}
     for row in store.select(query):
@@ -117,13 +102,13 @@ def closure(
 def _chunks(items: Iterable[str]) -> Iterable[str]:
     ordered = sorted(items)
     for start in range(0, len(ordered), _VALUES_CHUNK):
-        yield " ".join(_iri_token(item) for item in ordered[start : start + _VALUES_CHUNK])
+        yield " ".join(iri_term(item) for item in ordered[start : start + _VALUES_CHUNK])
 
 
 def _select_for(store: Store, query: str, key: str, items: Iterable[str]) -> list[Row]:
     rows: list[Row] = []
     for chunk in _chunks(items):
-        rows.extend(store.select(_fill(query, **{key: chunk})))
+        rows.extend(store.select(fill_query(query, **{key: chunk})))
     return rows
 
 
@@ -134,7 +119,7 @@ def _text(row: Row, name: str) -> str | None:
 
 def lineage(store: Store, root: str, direction: Direction = "upstream") -> Lineage:
     """The closure of ``root`` with every run's parameters, software, inputs and outputs."""
-    if not store.ask(f"ASK {{ {_iri_token(root)} ?p ?o }}"):
+    if not store.ask(f"ASK {{ {iri_term(root)} ?p ?o }}"):
         raise LineageError(f"{compact(root)} is not recorded in this store")
     entity_iris, generated_by = closure(store, root, direction)
     if direction == "upstream":
@@ -202,7 +187,7 @@ def resolve_target(project: Project, store: Store, target: str) -> str:
     """The entity IRI a user names by file path, IRI or prefixed name."""
     if target.startswith(("http://", "https://", "urn:")) or (":" in target and not Path(target).exists()):
         iri = expand(target)
-        if not store.ask(f"ASK {{ {_iri_token(iri)} ?p ?o }}"):
+        if not store.ask(f"ASK {{ {iri_term(iri)} ?p ?o }}"):
             raise LineageError(f"{target} is not recorded in project {project.root}")
         return iri
     path = Path(target)
@@ -210,10 +195,10 @@ def resolve_target(project: Project, store: Store, target: str) -> str:
         raise LineageError(f"{target}: no such file, and not an IRI")
     digest = project.hash_cache.digest(path)
     iri = entity_iri(digest.sha256)
-    if store.ask(f"ASK {{ {_iri_token(iri)} ?p ?o }}"):
+    if store.ask(f"ASK {{ {iri_term(iri)} ?p ?o }}"):
         return iri
     relative = project.relative_path(path)
-    recorded = store.select(_fill("entity-by-path", path=Lit(relative).n3()))
+    recorded = store.select(fill_query("entity-by-path", path=Lit(relative).n3()))
     if recorded:
         raise LineageError(
             f"{target} has changed since it was recorded (now sha256 {digest.sha256}; the project knows "

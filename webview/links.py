@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 
+from flask import abort
+
 from scipion_kg.namespaces import ID
 
-__all__ = ["entity_iri_of", "entity_token", "run_iri_of", "run_token"]
+__all__ = ["entity_iri_of", "entity_iri_or_404", "entity_token", "run_iri_of", "run_iri_or_404", "run_token"]
 
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,199}")
 _ENTITY = ID + "entity/"
@@ -41,3 +43,19 @@ def entity_iri_of(token: str) -> str | None:
 
 def run_iri_of(token: str) -> str | None:
     return _RUN + token if _TOKEN.fullmatch(token) else None
+
+
+def entity_iri_or_404(token: str) -> str:
+    """The entity IRI of a URL token; a malformed token ends the request with a 404 page."""
+    iri = entity_iri_of(token)
+    if iri is None:
+        abort(404, description=f"{token!r} does not name an entity (expected sha256-<64 hex digits>)")
+    return iri
+
+
+def run_iri_or_404(token: str) -> str:
+    """The run IRI of a URL token; a malformed token ends the request with a 404 page."""
+    iri = run_iri_of(token)
+    if iri is None:
+        abort(404, description=f"{token!r} does not name a run (expected the run's signature)")
+    return iri

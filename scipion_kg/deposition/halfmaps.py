@@ -12,7 +12,6 @@ and frame. The proof reads the provenance graph and the files:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..errors import DepositionError
 from ..hashing import hash_file
 from ..namespaces import SKG, compact, expand
 from ..project import Project
-from ..queries import load_query
+from ..queries import fill_query, iri_term
 from ..store import Store
 from ..terms import IRI
 from ..vocabulary import vocabulary
@@ -43,22 +42,15 @@ __all__ = [
 HALF_MAP_ROLES = ("half_map_1", "half_map_2")
 # Steps whose outputs are half maps of their own (gold-standard refinement, reconstruction from halves).
 RECONSTRUCTION_STEPS = (SKG + "Refinement3D", SKG + "Reconstruction", SKG + "SubtomogramAveraging")
-_UNSAFE_IRI = re.compile(r'[\s<>"{}|^`\\]')
-
-
-def _iri_token(iri: str) -> str:
-    if _UNSAFE_IRI.search(iri):
-        raise DepositionError(f"{iri!r} is not a valid IRI")
-    return f"<{iri}>"
 
 
 def sparql_query(name: str, **iris: Iterable[str] | str) -> str:
     """The query ``<name>.rq`` with each ``{{key}}`` replaced by the IRI (or IRIs) given for it."""
-    text = load_query(name)
+    values = {}
     for key, value in iris.items():
         items = [value] if isinstance(value, str) else sorted(value)
-        text = text.replace("{{" + key + "}}", " ".join(_iri_token(item) for item in items))
-    return text
+        values[key] = " ".join(iri_term(item) for item in items)
+    return fill_query(name, **values)
 
 
 def run_label(run: str, step: str | None = None) -> str:

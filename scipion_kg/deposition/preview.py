@@ -8,8 +8,8 @@ import zipfile
 from dataclasses import dataclass, field
 
 from ..errors import DepositionError
-from ..lineage import _fill, _iri_token
 from ..project import Project
+from ..queries import fill_query, iri_term
 from ..store import Store
 from .completeness import MissingItem, missing_items
 from .from_graph import fill_from_graph
@@ -64,7 +64,7 @@ def recorded_packages(store: Store, map_iri: str) -> list[RecordedPackage]:
     """The deposition runs that used ``map_iri``, newest first, with their files."""
     packages: dict[str, RecordedPackage] = {}
     chosen: dict[tuple[str, str, str], tuple[bool, str, str]] = {}
-    for row in store.select(_fill("deposition-packages", map=_iri_token(map_iri))):
+    for row in store.select(fill_query("deposition-packages", map=iri_term(map_iri))):
         run = str(row["run"])
         packages.setdefault(run, RecordedPackage(run, str(row["started"]), str(row["status"])))
         link, path = str(row["link"]), str(row["path"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from scipion_kg.browse import EntityDetails, RunDetails, entity_details, run_details, runs_page
@@ -17,7 +17,7 @@ from scipion_kg.lineage import Lineage, lineage
 from scipion_kg.version import __version__
 
 from ..context import viewer
-from ..links import entity_iri_of, entity_token, run_iri_of, run_token
+from ..links import entity_iri_or_404, entity_token, run_iri_or_404, run_token
 from .downloads import LINEAGE_FORMATS, direction_argument
 
 __all__ = ["bp", "lineage_json", "openapi_document"]
@@ -90,9 +90,7 @@ def _run_json(details: RunDetails) -> dict[str, Any]:
 
 @bp.get("/runs/<token>")
 def run(token: str) -> Response:
-    iri = run_iri_of(token)
-    if iri is None:
-        abort(404, f"{token!r} does not name a run")
+    iri = run_iri_or_404(token)
     with viewer().store() as store:
         return jsonify(_run_json(run_details(store, iri)))
 
@@ -109,9 +107,7 @@ def _entity_json(details: EntityDetails) -> dict[str, Any]:
 
 @bp.get("/entities/<token>")
 def entity(token: str) -> Response:
-    iri = entity_iri_of(token)
-    if iri is None:
-        abort(404, f"{token!r} does not name an entity")
+    iri = entity_iri_or_404(token)
     with viewer().store() as store:
         return jsonify(_entity_json(entity_details(store, iri)))
 
@@ -160,9 +156,7 @@ def lineage_json(result: Lineage) -> dict[str, Any]:
 
 @bp.get("/entities/<token>/lineage")
 def entity_lineage(token: str) -> Response:
-    iri = entity_iri_of(token)
-    if iri is None:
-        abort(404, f"{token!r} does not name an entity")
+    iri = entity_iri_or_404(token)
     direction = direction_argument()
     with viewer().store() as store:
         return jsonify(lineage_json(lineage(store, iri, direction)))

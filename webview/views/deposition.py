@@ -11,23 +11,16 @@ from scipion_kg.errors import DepositionError
 from scipion_kg.namespaces import compact
 
 from ..context import viewer
-from ..links import entity_iri_of, run_iri_of, run_token
+from ..links import entity_iri_or_404, run_iri_of, run_token
 
 __all__ = ["bp"]
 
 bp = Blueprint("deposition", __name__)
 
 
-def _entity(token: str) -> str:
-    iri = entity_iri_of(token)
-    if iri is None:
-        abort(404, description=f"{token!r} does not name an entity")
-    return iri
-
-
 @bp.route("/deposition/<token>")
 def deposition_page(token: str) -> str:
-    iri = _entity(token)
+    iri = entity_iri_or_404(token)
     context = viewer()
     if context.project is None:
         abort(404, description="deposition needs the project's files; this viewer serves only an endpoint")
@@ -48,7 +41,7 @@ def deposition_page(token: str) -> str:
 
 @bp.route("/deposition/<token>/package/<run>.zip")
 def package_download(token: str, run: str) -> Response:
-    iri = _entity(token)
+    iri = entity_iri_or_404(token)
     run_iri = run_iri_of(run)
     context = viewer()
     if run_iri is None or context.project is None:

@@ -10,7 +10,7 @@ from scipion_kg.export import export_lineage
 from scipion_kg.lineage import Direction, lineage
 
 from ..context import viewer
-from ..links import entity_iri_of
+from ..links import entity_iri_or_404
 from .entities import entity_file, load_entity
 
 __all__ = ["LINEAGE_FORMATS", "bp"]
@@ -54,9 +54,7 @@ def direction_argument() -> Direction:
 def lineage_download(token: str, fmt: str) -> Response:
     if fmt not in LINEAGE_FORMATS:
         abort(404, f"no lineage format {fmt!r}; the formats are {', '.join(LINEAGE_FORMATS)}")
-    iri = entity_iri_of(token)
-    if iri is None:
-        abort(404, f"{token!r} does not name an entity (expected sha256-<64 hex digits>)")
+    iri = entity_iri_or_404(token)
     direction = direction_argument()
     export_format, media_type, extension = LINEAGE_FORMATS[fmt]
     with viewer().store() as store:

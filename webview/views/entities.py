@@ -13,7 +13,7 @@ from scipion_kg.namespaces import SKG
 from scipion_kg.pictures import PICTURE_KINDS, cached_picture, picture_kinds, render_picture
 
 from ..context import ViewerContext, viewer
-from ..links import entity_iri_of
+from ..links import entity_iri_or_404
 
 __all__ = ["bp", "entity_file", "load_entity"]
 
@@ -31,9 +31,7 @@ _IMAGE_FORMATS = {SKG + "Format_PNG"}
 
 def load_entity(token: str, used_by_limit: int = 200) -> EntityDetails:
     """The entity a URL token names; 404 when the token is malformed or the entity unknown."""
-    iri = entity_iri_of(token)
-    if iri is None:
-        abort(404, f"{token!r} does not name an entity (expected sha256-<64 hex digits>)")
+    iri = entity_iri_or_404(token)
     with viewer().store() as store:
         return entity_details(store, iri, used_by_limit)
 

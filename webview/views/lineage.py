@@ -12,7 +12,7 @@ from scipion_kg.lineage import Direction, lineage
 from scipion_kg.lineage_graph import GraphNode, build_lineage_graph, describe_entity, graph_json
 
 from ..context import viewer
-from ..links import entity_iri_of, entity_token, run_token
+from ..links import entity_iri_or_404, entity_token, run_token
 
 __all__ = ["bp"]
 
@@ -31,9 +31,7 @@ def _direction() -> Direction:
 
 
 def _root_iri(token: str) -> str:
-    iri = entity_iri_of(token)
-    if iri is None:
-        abort(404, f"{token!r} does not name an entity (expected sha256-<64 hex digits>)")
+    iri = entity_iri_or_404(token)
     return iri
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, url_for
+from flask import Blueprint, render_template, url_for
 from werkzeug.routing import BuildError
 
 from scipion_kg.methods_text import methods_for
 from scipion_kg.namespaces import compact
 
 from ..context import viewer
-from ..links import entity_iri_of, run_token
+from ..links import entity_iri_or_404, run_token
 
 __all__ = ["bp"]
 
@@ -29,9 +29,7 @@ def _run_link(iri: str) -> str | None:
 @bp.route("/methods/<token>")
 def methods_page(token: str) -> str:
     """The generated paragraph, one sentence per upstream run, and the reference list."""
-    iri = entity_iri_of(token)
-    if iri is None:
-        abort(404, description=f"{token!r} does not name an entity")
+    iri = entity_iri_or_404(token)
     with viewer().store() as store:
         text = methods_for(store, iri)
     sentences = [(sentence, _run_link(sentence.run)) for sentence in text.sentences]

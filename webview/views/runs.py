@@ -13,7 +13,7 @@ from scipion_kg.namespaces import SKG
 from scipion_kg.vocabulary import vocabulary
 
 from ..context import ViewerContext, viewer
-from ..links import run_iri_of
+from ..links import run_iri_or_404
 
 __all__ = ["LOG_BYTES_SHOWN", "bp"]
 
@@ -40,9 +40,7 @@ class TextFile:
 
 
 def _run_iri(token: str) -> str:
-    iri = run_iri_of(token)
-    if iri is None:
-        abort(404, f"{token!r} does not name a run (expected the run's signature)")
+    iri = run_iri_or_404(token)
     return iri
 
 
