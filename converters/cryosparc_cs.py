@@ -257,7 +257,7 @@ def _encode_text(values: Column) -> Column:
     """Text columns as UTF-8 bytes (a plain cast when the text is ASCII, the usual case)."""
     if values.dtype.kind not in "UO":
         return values
-    text = values.astype(str)
+    text = values.astype(str, copy=False)
     try:
         return text.astype(f"S{max(1, text.dtype.itemsize // 4)}")
     except UnicodeEncodeError:

@@ -164,7 +164,7 @@ def _convert_rule(
 ) -> npt.NDArray[np.generic]:
     dtype = CANONICAL_COLUMNS[rule.column].dtype
     if dtype == "str":
-        return values.astype(str)
+        return values.astype(str, copy=False)  # a copy of a million paths costs ~0.1 s
     numbers = _as_float(values, rule.label, block, document)
     if rule.unit is not None and rule.unit != PIXEL:
         numbers = numbers * unit_factor(rule.unit, canonical_unit(rule.column))
@@ -565,6 +565,23 @@ def _back(rule: ColumnRule, values: npt.NDArray[np.generic]) -> npt.NDArray[np.g
     return numbers
 
 
+def _join_locators(indices: npt.NDArray[np.generic], names: npt.NDArray[np.str_], width: int) -> Column:
+    """``index@name`` with the index zero-padded to ``width`` (just ``name`` where the index is 0)."""
+    numbers = np.asarray(indices, dtype=np.int64)
+    if width and len(numbers) and names.dtype.itemsize and (numbers > 0).all() and numbers.max() < 10**width:
+        # The common case on fixed-width code points: digits, "@" and the name side by side, then one view
+        # as a string array (trailing NULs of shorter names end them); ~20x faster than numpy.char.add.
+        name_width = names.dtype.itemsize // 4
+        codes = np.empty((len(numbers), width + 1 + name_width), dtype=np.uint32)
+        powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+        codes[:, :width] = (numbers[:, None] // powers) % 10 + ord("0")
+        codes[:, width] = ord("@")
+        codes[:, width + 1 :] = np.ascontiguousarray(names).view(np.uint32).reshape(len(numbers), name_width)
+        return codes.view(f"<U{width + 1 + name_width}").reshape(len(numbers))
+    prefix = np.char.zfill(numbers.astype(str), width) if width else numbers.astype(str)
+    return np.where(numbers > 0, np.char.add(np.char.add(prefix, "@"), names), names)
+
+
 def from_canonical(
     table: Table, convention: Convention, options: ConversionOptions | None = None
 ) -> tuple[RawDocument, LossReport]:
@@ -588,11 +605,8 @@ def from_canonical(
     if convention.image_locator and table.has("image_name"):
         width = int(str(table.layout.get("locator_width", 6))) if same else 6
         indices = np.asarray(table.columns.get("image_index", np.zeros(n, dtype=np.int64)))
-        names = np.asarray(table.columns["image_name"]).astype(str)
-        prefix = np.char.zfill(indices.astype(str), width) if width else indices.astype(str)
-        out[convention.image_locator] = np.where(
-            indices > 0, np.char.add(np.char.add(prefix, "@"), names), names
-        )
+        names = np.asarray(table.columns["image_name"]).astype(str, copy=False)
+        out[convention.image_locator] = _join_locators(indices, names, width)
         written.update({"image_name", "image_index"})
 
     if convention.rotation_labels and table.has("angle_rot", "angle_tilt", "angle_psi"):

@@ -43,6 +43,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
+from scipion_kg.converters.geometry import euler_rotation
 from scipy.spatial.transform import Rotation
 
 from scipion_kg.errors import ProcessingError
@@ -767,7 +768,7 @@ def _refine_shift(
 def _pivot_matrices(angles: FloatArray) -> FloatArray:
     """Pivot matrices A = Rz(-psi)·Ry(-tilt)·Rz(-rot) of pivot Euler triples (n, 3) in degrees; scipy's
     intrinsic ZYZ rotation of the same triple is Aᵀ (as ``converters.geometry.pivot_matrices``)."""
-    transposed = Rotation.from_euler("ZYZ", np.asarray(angles, dtype=np.float64), degrees=True).as_matrix()
+    transposed = euler_rotation("ZYZ", np.asarray(angles, dtype=np.float64), degrees=True).as_matrix()
     return np.asarray(np.transpose(transposed, (0, 2, 1)), dtype=np.float64)
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipion_kg.converters.geometry import from_pivot, pivot_matrices, to_pivot
+from scipion_kg.converters.geometry import euler_rotation, from_pivot, pivot_matrices, to_pivot
+from scipy.spatial.transform import Rotation
 
 EULER, VECTOR, MATRIX = "EulerAngleRotation", "RotationVectorRotation", "RotationMatrixRotation"
 
@@ -79,3 +80,28 @@ def test_every_encoding_round_trips_to_the_same_matrix(
     values = from_pivot(encoding, pivot, sequence, transposed)
     back = to_pivot(encoding, values, sequence, transposed)
     assert np.allclose(pivot_matrices(back), pivot_matrices(pivot), atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "sequence",
+    [
+        *("".join(axes) for axes in ("zyz", "zxz", "xyz", "zyx", "yzy", "xyx")),
+        "ZYZ",
+        "ZXZ",
+        "XYZ",
+        "ZYX",
+        "z",
+        "XY",
+    ],
+)
+def test_euler_rotation_equals_scipy_from_euler(sequence: str) -> None:
+    # The quaternion product must give scipy's rotation for intrinsic (upper) and extrinsic (lower) orders,
+    # including the gimbal-lock angles (tilt 0 and 180).
+    rng = np.random.default_rng(len(sequence) + ord(sequence[0]))
+    angles = rng.uniform(-360.0, 360.0, (500, len(sequence)))
+    if len(sequence) == 3:
+        angles[:50, 1] = 0.0
+        angles[50:100, 1] = 180.0
+    ours = euler_rotation(sequence, angles, degrees=True).as_matrix()
+    theirs = Rotation.from_euler(sequence, angles, degrees=True).as_matrix()
+    assert np.abs(ours - theirs).max() < 1e-12
