@@ -24,7 +24,7 @@ __all__ = ["DemoResult", "demo_workflow", "run_demo"]
 
 SIZES = ("small", "standard")
 # Steps that have a RELION backend; the others run built-in whatever --backend says.
-RELION_STEPS = {"motion", "picking", "extraction", "refine", "postprocess"}
+RELION_STEPS = {"motion", "picking", "extraction", "class2d", "refine", "postprocess"}
 
 _SETTINGS: dict[str, dict[str, Any]] = {
     "small": {

@@ -5,11 +5,17 @@ particles, the class averages and a gallery picture."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import numpy as np
 from scipion_kg.converters.canonical import Table
 
+from scipion_kg.errors import ProcessingError
+from scipion_kg.recorder import Software
+
 from .images import write_mrc
-from .parameters import ParameterSpec
+from .parameters import ParameterSpec, Value
 from .particle_data import load_particles
 from .software import builtin_software
 from .step import Backend, Port, StepContext, StepTask
@@ -63,6 +69,69 @@ def run_builtin(context: StepContext) -> None:
     )
 
 
+def run_relion(context: StepContext) -> None:
+    """RELION 3.1 has no automatic class selection (its class ranker came in 4.0): the classes are ranked
+    by RELION's own estimated resolution (finer first, ties by size) and the best ``select_fraction`` of
+    the non-empty classes is kept."""
+    from .wrappers import relion_steps
+
+    result, table = relion_steps.classification_2d(context, context.input("particles"))
+    classes = len(result.class_distribution)
+    context.add_output(result.classes_stack, "class_averages", {"skg:numberOfClasses": classes})
+    columns = dict(table.columns)
+    order = _row_order(table, result.particles)
+    for name in ("class_number", "angle_psi", "origin_x", "origin_y"):
+        columns[name] = np.asarray(result.particles.columns[name])[order]
+    classified = Table("particles", columns, related=table.related)
+    path = context.directory / "particles_classified.star"
+    write_star(path, classified)
+    context.add_output(path, "particles", {"skg:itemCount": classified.n_rows})
+
+    selected_classes = rank_relion_classes(
+        result.class_distribution, result.class_resolution, float(context.value("select_fraction"))
+    )
+    keep = np.isin(columns["class_number"], np.asarray(selected_classes, dtype=np.int64))
+    selected = Table("particles", {k: np.asarray(v)[keep] for k, v in columns.items()}, related=table.related)
+    path = context.directory / "particles_selected.star"
+    write_star(path, selected)
+    context.summary["selected_classes"] = selected_classes
+    context.add_output(
+        path, "selected", {"skg:itemCount": int(keep.sum()), "skg:numberOfClasses": len(selected_classes)}
+    )
+
+
+def _row_order(table: Table, classified: Table) -> np.ndarray:
+    """Indices into RELION's rows giving the input table's order (matched by image index and stack)."""
+
+    def keys(rows: Table) -> list[tuple[int, str]]:
+        indices = np.asarray(rows.columns.get("image_index", np.zeros(rows.n_rows)), dtype=np.int64)
+        names = [Path(str(name)).name for name in rows.columns["image_name"]]
+        return list(zip(indices.tolist(), names, strict=True))
+
+    position = {key: row for row, key in enumerate(keys(classified))}
+    try:
+        return np.array([position[key] for key in keys(table)], dtype=np.int64)
+    except KeyError as missing:
+        raise ProcessingError(f"RELION's 2D classification lost the particle {missing.args[0]}") from None
+
+
+def rank_relion_classes(distribution: np.ndarray, resolution: np.ndarray, fraction: float) -> list[int]:
+    """1-based numbers (increasing) of the best ``fraction`` of the non-empty classes (at least one),
+    ranked by estimated resolution in Å (finer first), ties by share of particles."""
+    filled = np.flatnonzero(np.asarray(distribution) > 0)
+    if filled.size == 0:
+        raise ProcessingError("RELION's 2D classification left every class empty")
+    order = sorted(filled, key=lambda k: (float(resolution[k]), -float(distribution[k])))
+    count = max(1, round(fraction * len(filled)))
+    return sorted(int(k) + 1 for k in order[:count])
+
+
+def _relion_software(_: Mapping[str, Value | None]) -> list[Software]:
+    from .wrappers.relion_steps import relion_software
+
+    return relion_software("relion_refine (2D classification)")
+
+
 class Classification2DTask(StepTask):
     name = "classification_2d"
     step_class = "skg:Classification2D"
@@ -88,6 +157,7 @@ class Classification2DTask(StepTask):
             run_builtin,
             builtin_software("reference-free alignment with CTF-weighted class averaging"),
         ),
+        Backend("relion", run_relion, _relion_software, programs=("relion_refine",)),
     )
 
 

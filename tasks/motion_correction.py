@@ -209,7 +209,10 @@ class MotionCorrectionTask(StepTask):
         files: Mapping[str, list[Path]],
         upstream: Mapping[str, Any],
     ) -> dict[str, Any]:
-        if parameters.get("dose_per_frame") is None and upstream.get("dose_per_frame") is None:
+        known = parameters.get("dose_per_frame") or upstream.get("dose_per_frame")
+        if known is None and files.get("acquisition"):
+            known = _acquisition_dose(files["acquisition"][0], step_id)
+        if known is None:
             raise ProcessingError(
                 f"step {step_id}: the dose per frame is unknown: set the parameter dose_per_frame "
                 "or import the movies with an mdoc (or the import's dose_per_frame)"
@@ -218,6 +221,18 @@ class MotionCorrectionTask(StepTask):
         if not isinstance(patches, list) or len(patches) != 2 or min(patches) < 1:
             raise ProcessingError(f"step {step_id}: patches must be two positive integers, got {patches}")
         return dict(upstream)
+
+
+def _acquisition_dose(path: Path, step_id: str) -> float | None:
+    """The dose per frame of an import's acquisition file given as a file input (None if it has none)."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ProcessingError(
+            f"step {step_id}: input acquisition {path} is not readable JSON: {error}"
+        ) from None
+    dose = values.get("dose_per_frame") if isinstance(values, dict) else None
+    return float(dose) if isinstance(dose, int | float) else None
 
 
 TASK = MotionCorrectionTask

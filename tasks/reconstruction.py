@@ -4,13 +4,16 @@ half set when the particles carry half sets."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from scipion_kg.converters.geometry import pivot_matrices
 from scipion_kg.converters.mrc import write_map
 
 from scipion_kg.errors import ProcessingError
+from scipion_kg.recorder import Software
 
-from .parameters import ParameterSpec
+from .parameters import ParameterSpec, Value
 from .particle_data import load_particles
 from .software import builtin_software
 from .step import Backend, Port, StepContext, StepTask
@@ -69,6 +72,32 @@ def run_builtin(context: StepContext) -> None:
             context.add_output(path, f"half_map_{half}", {"skg:pixelSize": data.pixel_size})
 
 
+def run_relion(context: StepContext) -> None:
+    from scipion_kg.converters.mrc import read_map
+
+    from .wrappers import relion_steps
+
+    full, halves, table = relion_steps.reconstruction(context, context.input("particles"))
+    _, pixel = read_map(full)
+    context.add_output(
+        full,
+        "map",
+        {
+            "skg:pixelSize": pixel,
+            "skg:numberOfParticlesUsed": table.n_rows,
+            "skg:pointGroup": str(context.value("symmetry")),
+        },
+    )
+    for half, path in enumerate(halves, start=1):
+        context.add_output(path, f"half_map_{half}", {"skg:pixelSize": pixel})
+
+
+def _relion_software(_: Mapping[str, Value | None]) -> list[Software]:
+    from .wrappers.relion_steps import relion_software
+
+    return relion_software("relion_reconstruct")
+
+
 class ReconstructionTask(StepTask):
     name = "reconstruction"
     step_class = "skg:Reconstruction"
@@ -85,6 +114,7 @@ class ReconstructionTask(StepTask):
             run_builtin,
             builtin_software("direct Fourier inversion with CTF Wiener weighting and gridding"),
         ),
+        Backend("relion", run_relion, _relion_software, programs=("relion_reconstruct",)),
     )
 
 

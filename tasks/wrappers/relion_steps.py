@@ -26,6 +26,9 @@ from . import relion
 
 __all__ = ["link_project", "relion_software"]
 
+RELION_THREADS = 2
+"""``--j`` of the relion_refine runs that have no threads parameter of their own (2D classification)."""
+
 
 def relion_software(program: str) -> list[Software]:
     """RELION as recorded: its own ``--version`` string, and the program that ran."""
@@ -234,3 +237,69 @@ def postprocess(context: StepContext, half1: Path, half2: Path, mask: Path | Non
         auto_bfactor=bfactor is None,
         autob_lowres=float(context.value("bfactor_low_resolution")),
     )
+
+
+# -- reconstruction, masking, 2D classification --------------------------------------------------------------
+
+
+def _local_particles(context: StepContext, particles_star: Path) -> tuple[Table, Path]:
+    """The particle table and a copy of its STAR file in the run directory (RELION's project directory)."""
+    from ..tables import read_star
+
+    table = read_star(particles_star, "particles")
+    run_dir = link_project(context, np.asarray(table.columns["image_name"]).astype(str))
+    local = run_dir / "particles.star"
+    local.write_bytes(particles_star.read_bytes())
+    return table, local
+
+
+def reconstruction(context: StepContext, particles_star: Path) -> tuple[Path, list[Path], Table]:
+    """``relion_reconstruct`` of all particles and, when they carry half sets (``_rlnRandomSubset``), of each
+    half: (map, half maps, particle table)."""
+    table, local = _local_particles(context, particles_star)
+    run_dir = context.directory
+    options: dict[str, Any] = {
+        "ctf": bool(context.value("ctf")) and "defocus_u" in table.columns,
+        "symmetry": str(context.value("symmetry")),
+        "project_dir": run_dir,
+    }
+    full = relion.reconstruct(local, run_dir / "reconstruction.mrc", **options).map
+    halves = []
+    if "half_set" in table.columns:
+        for half in (1, 2):
+            out = run_dir / f"reconstruction_half{half}.mrc"
+            halves.append(relion.reconstruct(local, out, subset=half, **options).map)
+    return full, halves, table
+
+
+def mask_create(context: StepContext, volume: Path, threshold: float, pixel_size: float) -> Path:
+    """``relion_mask_create`` of ``volume`` with the step's low-pass, extension and soft edge."""
+    lowpass = context.value("lowpass")
+    return relion.mask_create(
+        volume,
+        context.directory / "mask.mrc",
+        threshold=threshold,
+        extend=int(context.value("extend")),
+        soft_edge=int(context.value("soft_edge")),
+        angpix=pixel_size,
+        lowpass=float(lowpass) if lowpass else None,
+    ).mask
+
+
+def classification_2d(context: StepContext, particles_star: Path) -> tuple[relion.Class2DResult, Table]:
+    """``relion_refine`` 2D classification with the step's parameters: (RELION's result, input table)."""
+    table, local = _local_particles(context, particles_star)
+    pixel = float(table.related["optics"].columns["pixel_size"][0])
+    result = relion.refine_2d(
+        local,
+        context.directory,
+        classes=int(context.value("classes")),
+        iterations=int(context.value("iterations")),
+        particle_diameter=float(context.value("mask_diameter")),
+        psi_step=float(context.value("psi_step")),
+        offset_range=int(context.value("max_shift")) * pixel,
+        offset_step=pixel,
+        threads=RELION_THREADS,
+        seed=int(context.value("seed")),
+    )
+    return result, table

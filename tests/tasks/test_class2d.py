@@ -250,3 +250,15 @@ def test_bad_parameters_are_named(simulation: Simulation, kwargs: dict[str, Any]
         classify_2d(simulation.images[:10], PIXEL, **kwargs)
     with pytest.raises(ProcessingError, match="ctf has"):
         classify_2d(simulation.images[:10], PIXEL, 2, ctf=simulation.ctf)
+
+
+def test_relion_classes_are_ranked_by_resolution_then_size() -> None:
+    from scipion_kg.tasks.classification_2d import rank_relion_classes
+
+    distribution = np.array([0.4, 0.0, 0.3, 0.2, 0.1])
+    resolution = np.array([12.0, 8.0, 9.0, 9.0, 30.0])  # class 2 is empty: never kept, however sharp
+    assert rank_relion_classes(distribution, resolution, 0.5) == [3, 4]  # 0.5 x 4 filled classes
+    assert rank_relion_classes(distribution, resolution, 0.75) == [1, 3, 4]
+    assert rank_relion_classes(distribution, resolution, 0.01) == [3]  # at least one; ties by size
+    with pytest.raises(ProcessingError, match="every class empty"):
+        rank_relion_classes(np.zeros(3), resolution[:3], 0.5)

@@ -17,14 +17,14 @@ import pytest
 from scipion_kg.converters.geometry import pivot_matrices
 from scipion_kg.converters.mrc import read_map
 from scipion_kg.tasks.builtin.fourier import fsc, resolution_at
-from scipion_kg.tasks.builtin.picking import match_picks
-from scipion_kg.tasks.star_blocks import read_blocks
 from scipion_kg.tasks.tables import read_star
 
 from scipion_kg.demo import DemoResult, run_demo
 from scipion_kg.errors import ProjectError
 from scipion_kg.lineage import lineage, resolve_target
 from scipion_kg.project import Project
+
+from .demo_truth import drift_rms_error, picking_recall_precision
 
 pytestmark = pytest.mark.slow
 
@@ -51,17 +51,9 @@ def test_the_summary_names_every_product(demo: DemoResult) -> None:
 
 
 def test_drift_is_recovered_within_half_a_pixel(demo: DemoResult) -> None:
-    truth = _truth(demo)["drift_px"]
-    squared = []
-    for star in _run_dir(demo, "MotionCorrection").glob("Micrographs/*.star"):
-        blocks = read_blocks(star)
-        movie = str(blocks["general"]["rlnMicrographMovieName"][0])
-        shifts = blocks["global_shift"]
-        # RELION's convention: the file holds the correction, minus the specimen's displacement.
-        estimated = -np.column_stack([shifts["rlnMicrographShiftX"], shifts["rlnMicrographShiftY"]])
-        squared.append(((estimated - np.asarray(truth[movie])) ** 2).sum(axis=1))
-    assert len(squared) == 20
-    assert float(np.sqrt(np.mean(np.concatenate(squared)))) < 0.5
+    movies, rms = drift_rms_error(_run_dir(demo, "MotionCorrection"), _truth(demo)["drift_px"])
+    assert movies == 20
+    assert rms < 0.5
 
 
 def test_defocus_within_two_percent_and_astigmatism_angle_within_five_degrees(demo: DemoResult) -> None:
@@ -84,24 +76,12 @@ def test_defocus_within_two_percent_and_astigmatism_angle_within_five_degrees(de
 
 
 def test_picking_recall_and_precision_at_the_known_count(demo: DemoResult) -> None:
-    truth = read_star(_run_dir(demo, "Simulation") / "ground_truth_particles.star", "particles")
-    picks = read_star(_run_dir(demo, "AutomaticParticlePicking") / "coordinates.star", "particles")
-    true_stems = np.array([Path(n).stem for n in truth.columns["micrograph_name"]])
-    pick_stems = np.array([Path(n).stem for n in picks.columns["micrograph_name"]])
-    radius = 150 / 1.9 / 4  # a quarter of the particle diameter, in pixels
-    matched = picked = known = 0
-    for stem in np.unique(true_stems):
-        mine, theirs = pick_stems == stem, true_stems == stem
-        scores = np.asarray(picks.columns["figure_of_merit"])[mine]
-        best = np.argsort(-scores)[: int(theirs.sum())]  # thresholded at the known count
-        x = np.asarray(picks.columns["coordinate_x"])[mine][best]
-        y = np.asarray(picks.columns["coordinate_y"])[mine][best]
-        tx = np.asarray(truth.columns["coordinate_x"])[theirs]
-        ty = np.asarray(truth.columns["coordinate_y"])[theirs]
-        _, _, pairs = match_picks(x, y, tx, ty, radius)
-        matched, picked, known = matched + len(pairs), picked + len(x), known + len(tx)
-    assert matched / known >= 0.9
-    assert matched / picked >= 0.9
+    recall, precision = picking_recall_precision(
+        _run_dir(demo, "AutomaticParticlePicking") / "coordinates.star",
+        _run_dir(demo, "Simulation") / "ground_truth_particles.star",
+    )
+    assert recall >= 0.9
+    assert precision >= 0.9
 
 
 def _matched_poses(demo: DemoResult) -> tuple[np.ndarray, np.ndarray]:
@@ -153,9 +133,11 @@ def test_the_map_matches_the_truth_and_its_mirror_does_not(demo: DemoResult) -> 
 
 
 def test_the_auto_bfactor_is_a_sharpening_of_the_right_order(demo: DemoResult) -> None:
-    # Atoms simulated with B = 30 Å². The target is -20 to -60 Å²; the built-in refinement's pose errors
-    # (median about 3.5°, 90th percentile about 10°) add blur and the measured value is about -85 Å²
-    # (see the README): this bound catches a sign error or a failed fit, not the target.
+    # Atoms simulated with B = 30 Å² (the truth map's own Guinier slope from 10 Å to 4.4 Å is -25 Å²). The
+    # target is -20 to -60 Å²; measured about -85 Å². The refinement's pose errors (median about 3.5°,
+    # 90th percentile about 10°) add most of it: reconstructing the same particles with their TRUE poses
+    # gives -56 Å² here, and relion_postprocess reports -67 Å² on those half maps and -66 Å² on the
+    # refined ones. This bound catches a sign error or a failed fit, not the target.
     assert -120.0 <= demo.summary["bfactor"] <= -20.0
 
 
