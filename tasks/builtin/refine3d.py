@@ -43,7 +43,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
-from scipion_kg.converters.geometry import euler_rotation
+from scipion_kg.converters.geometry import pivot_matrices
 from scipy.spatial.transform import Rotation
 
 from scipion_kg.errors import ProcessingError
@@ -112,7 +112,7 @@ class RefinementResult:
     @property
     def matrices(self) -> FloatArray:
         """The pivot matrices A (n, 3, 3) of the refined angles."""
-        return _pivot_matrices(self.angles)
+        return pivot_matrices(self.angles)
 
 
 def refine_3d(
@@ -175,7 +175,7 @@ def refine_3d(
             raise ProcessingError(
                 f"initial_angles must have shape ({count}, 3) (rot, tilt, psi deg), got {angles.shape}"
             )
-        matrices = _pivot_matrices(angles)
+        matrices = pivot_matrices(angles)
     if initial_shifts is not None:
         given = np.asarray(initial_shifts, dtype=np.float64)
         if given.shape != (count, 2):
@@ -594,7 +594,7 @@ def _orientation_grid(step: float, rotations: FloatArray) -> FloatArray:
     angles[..., 0] = np.degrees(azimuth)[:, None]
     angles[..., 1] = np.degrees(tilt)[:, None]
     angles[..., 2] = psi[None, :]
-    return _pivot_matrices(angles.reshape(-1, 3))
+    return pivot_matrices(angles.reshape(-1, 3))
 
 
 def _local_offsets(step: float) -> FloatArray:
@@ -763,13 +763,6 @@ def _refine_shift(
     power = data.power[part, count - 1]
     correlation = scores[picked, best] / np.sqrt(np.maximum(power, 1e-30))
     return matrices[picked, best], shifts, np.asarray(correlation, dtype=np.float64)
-
-
-def _pivot_matrices(angles: FloatArray) -> FloatArray:
-    """Pivot matrices A = Rz(-psi)·Ry(-tilt)·Rz(-rot) of pivot Euler triples (n, 3) in degrees; scipy's
-    intrinsic ZYZ rotation of the same triple is Aᵀ (as ``converters.geometry.pivot_matrices``)."""
-    transposed = euler_rotation("ZYZ", np.asarray(angles, dtype=np.float64), degrees=True).as_matrix()
-    return np.asarray(np.transpose(transposed, (0, 2, 1)), dtype=np.float64)
 
 
 def _angles_of(matrices: FloatArray) -> FloatArray:
