@@ -5,19 +5,17 @@ particles, the class averages and a gallery picture."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from scipion_kg.converters.canonical import Table
 
 from scipion_kg.errors import ProcessingError
-from scipion_kg.recorder import Software
 
 from .images import write_mrc
-from .parameters import ParameterSpec, Value
+from .parameters import ParameterSpec
 from .particle_data import load_particles
-from .software import builtin_software
+from .software import builtin_software, relion_software_of
 from .step import Backend, Port, StepContext, StepTask
 from .tables import read_star, write_star
 
@@ -126,12 +124,6 @@ def rank_relion_classes(distribution: np.ndarray, resolution: np.ndarray, fracti
     return sorted(int(k) + 1 for k in order[:count])
 
 
-def _relion_software(_: Mapping[str, Value | None]) -> list[Software]:
-    from .wrappers.relion_steps import relion_software
-
-    return relion_software("relion_refine (2D classification)")
-
-
 class Classification2DTask(StepTask):
     name = "classification_2d"
     step_class = "skg:Classification2D"
@@ -157,7 +149,12 @@ class Classification2DTask(StepTask):
             run_builtin,
             builtin_software("reference-free alignment with CTF-weighted class averaging"),
         ),
-        Backend("relion", run_relion, _relion_software, programs=("relion_refine",)),
+        Backend(
+            "relion",
+            run_relion,
+            relion_software_of("relion_refine (2D classification)"),
+            programs=("relion_refine",),
+        ),
     )
 
 

@@ -4,16 +4,13 @@ backend)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from scipion_kg.recorder import Software
-
-from .parameters import ParameterSpec, Value
-from .software import builtin_software
+from .parameters import ParameterSpec
+from .software import builtin_software, relion_software_of
 from .step import Backend, Port, StepContext, StepTask
 
 __all__ = ["TASK", "MaskingTask"]
@@ -73,12 +70,6 @@ def run_relion(context: StepContext) -> None:
     _add_mask(context, path, pixel, threshold)
 
 
-def _relion_software(_: Mapping[str, Value | None]) -> list[Software]:
-    from .wrappers.relion_steps import relion_software
-
-    return relion_software("relion_mask_create")
-
-
 class MaskingTask(StepTask):
     name = "masking"
     step_class = "skg:Masking"
@@ -92,7 +83,9 @@ class MaskingTask(StepTask):
     )
     backends = (
         Backend("builtin", run_builtin, builtin_software("threshold, extend, raised-cosine edge")),
-        Backend("relion", run_relion, _relion_software, programs=("relion_mask_create",)),
+        Backend(
+            "relion", run_relion, relion_software_of("relion_mask_create"), programs=("relion_mask_create",)
+        ),
     )
 
 

@@ -18,11 +18,10 @@ import numpy as np
 from scipion_kg.converters.canonical import Table
 
 from scipion_kg.errors import ProcessingError
-from scipion_kg.recorder import Software
 
 from .images import read_mrc, write_mrc
 from .parameters import ParameterSpec, Value
-from .software import builtin_software
+from .software import builtin_software, relion_software_of
 from .star_blocks import write_blocks
 from .step import Backend, Port, StepContext, StepTask
 from .tables import optics_table, read_star, write_star
@@ -161,12 +160,6 @@ def run_relion(context: StepContext) -> None:
     relion_steps.motion_correction(context, _movie_set, _dose_per_frame, _finish)
 
 
-def _relion_software(_: Mapping[str, Value | None]) -> list[Software]:
-    from .wrappers.relion_steps import relion_software
-
-    return relion_software("relion_run_motioncorr --use_own")
-
-
 class MotionCorrectionTask(StepTask):
     name = "motion_correction"
     step_class = "skg:MotionCorrection"
@@ -198,7 +191,12 @@ class MotionCorrectionTask(StepTask):
             run_builtin,
             builtin_software("frame cross-correlation alignment; Grant-Grigorieff dose weighting"),
         ),
-        Backend("relion", run_relion, _relion_software, programs=("relion_run_motioncorr",)),
+        Backend(
+            "relion",
+            run_relion,
+            relion_software_of("relion_run_motioncorr --use_own"),
+            programs=("relion_run_motioncorr",),
+        ),
     )
 
     @classmethod

@@ -15,11 +15,10 @@ import numpy as np
 from scipion_kg.converters.canonical import Table
 
 from scipion_kg.errors import ProcessingError
-from scipion_kg.recorder import Software
 
 from .images import read_mrc, write_mrc
 from .parameters import ParameterSpec, Value
-from .software import builtin_software
+from .software import builtin_software, relion_software_of
 from .step import Backend, Port, StepContext, StepTask
 from .tables import optics_table, read_star, write_star
 
@@ -142,12 +141,6 @@ def run_relion(context: StepContext) -> None:
     relion_steps.particle_extraction(context, micrographs, coordinates, write)
 
 
-def _relion_software(_: Mapping[str, Value | None]) -> list[Software]:
-    from .wrappers.relion_steps import relion_software
-
-    return relion_software("relion_preprocess --extract")
-
-
 class ParticleExtractionTask(StepTask):
     name = "particle_extraction"
     step_class = "skg:ParticleExtraction"
@@ -163,7 +156,12 @@ class ParticleExtractionTask(StepTask):
     )
     backends = (
         Backend("builtin", run_builtin, builtin_software("box extraction, background normalisation")),
-        Backend("relion", run_relion, _relion_software, programs=("relion_preprocess",)),
+        Backend(
+            "relion",
+            run_relion,
+            relion_software_of("relion_preprocess --extract"),
+            programs=("relion_preprocess",),
+        ),
     )
 
     @classmethod

@@ -16,11 +16,10 @@ import numpy as np
 from scipion_kg.converters.canonical import Table
 
 from scipion_kg.errors import ProcessingError
-from scipion_kg.recorder import Software
 
 from .images import read_mrc
 from .parameters import ParameterSpec, Value
-from .software import builtin_software
+from .software import builtin_software, relion_software_of
 from .step import Backend, Port, StepContext, StepTask
 from .tables import optics_table, read_star, write_star
 
@@ -97,12 +96,6 @@ def run_relion(context: StepContext) -> None:
     relion_steps.particle_picking(context, micrographs, write_coordinates)
 
 
-def _relion_software(_: Mapping[str, Value | None]) -> list[Software]:
-    from .wrappers.relion_steps import relion_software
-
-    return relion_software("relion_autopick --LoG")
-
-
 class ParticlePickingTask(StepTask):
     name = "particle_picking"
     step_class = "skg:AutomaticParticlePicking"
@@ -118,7 +111,9 @@ class ParticlePickingTask(StepTask):
     )
     backends = (
         Backend("builtin", run_builtin, builtin_software("Laplacian-of-Gaussian blob picking")),
-        Backend("relion", run_relion, _relion_software, programs=("relion_autopick",)),
+        Backend(
+            "relion", run_relion, relion_software_of("relion_autopick --LoG"), programs=("relion_autopick",)
+        ),
     )
 
     @classmethod

@@ -5,18 +5,16 @@ Henderson 2003), as RELION's ``relion_postprocess`` (its ``relion`` backend). Wr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from scipion_kg.converters.mrc import read_map, write_map
 
 from scipion_kg.errors import ProcessingError
-from scipion_kg.recorder import Software
 
 from .builtin.postprocess import PostprocessResult
-from .parameters import ParameterSpec, Value
-from .software import builtin_software
+from .parameters import ParameterSpec
+from .software import builtin_software, relion_software_of
 from .star_blocks import write_blocks
 from .step import Backend, Port, StepContext, StepTask
 
@@ -149,12 +147,6 @@ def run_relion(context: StepContext) -> None:
     context.summary.update({"resolution": float(result.final_resolution), "bfactor": float(result.bfactor)})
 
 
-def _relion_software(_: Mapping[str, Value | None]) -> list[Software]:
-    from .wrappers.relion_steps import relion_software
-
-    return relion_software("relion_postprocess")
-
-
 class PostprocessTask(StepTask):
     name = "postprocess"
     step_class = "skg:PostProcessing"
@@ -183,7 +175,9 @@ class PostprocessTask(StepTask):
                 "gold-standard FSC with phase-randomisation correction, Guinier B-factor sharpening"
             ),
         ),
-        Backend("relion", run_relion, _relion_software, programs=("relion_postprocess",)),
+        Backend(
+            "relion", run_relion, relion_software_of("relion_postprocess"), programs=("relion_postprocess",)
+        ),
     )
 
 

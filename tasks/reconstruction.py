@@ -4,18 +4,15 @@ half set when the particles carry half sets."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 from scipion_kg.converters.geometry import pivot_matrices
 from scipion_kg.converters.mrc import write_map
 
 from scipion_kg.errors import ProcessingError
-from scipion_kg.recorder import Software
 
-from .parameters import ParameterSpec, Value
+from .parameters import ParameterSpec
 from .particle_data import load_particles
-from .software import builtin_software
+from .software import builtin_software, relion_software_of
 from .step import Backend, Port, StepContext, StepTask
 
 __all__ = ["TASK", "ReconstructionTask"]
@@ -92,12 +89,6 @@ def run_relion(context: StepContext) -> None:
         context.add_output(path, f"half_map_{half}", {"skg:pixelSize": pixel})
 
 
-def _relion_software(_: Mapping[str, Value | None]) -> list[Software]:
-    from .wrappers.relion_steps import relion_software
-
-    return relion_software("relion_reconstruct")
-
-
 class ReconstructionTask(StepTask):
     name = "reconstruction"
     step_class = "skg:Reconstruction"
@@ -114,7 +105,9 @@ class ReconstructionTask(StepTask):
             run_builtin,
             builtin_software("direct Fourier inversion with CTF Wiener weighting and gridding"),
         ),
-        Backend("relion", run_relion, _relion_software, programs=("relion_reconstruct",)),
+        Backend(
+            "relion", run_relion, relion_software_of("relion_reconstruct"), programs=("relion_reconstruct",)
+        ),
     )
 
 

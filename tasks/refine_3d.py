@@ -7,18 +7,15 @@ Backends: ``builtin`` (``builtin/refine3d.py``) and ``relion`` (``relion_refine 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from scipion_kg.converters.canonical import Table
 from scipion_kg.converters.mrc import read_map, write_map
 
-from scipion_kg.recorder import Software
-
-from .parameters import ParameterSpec, Value
+from .parameters import ParameterSpec
 from .particle_data import load_particles
-from .software import builtin_software
+from .software import builtin_software, relion_software_of
 from .star_blocks import write_blocks
 from .step import Backend, Port, StepContext, StepTask
 from .tables import read_star, write_star
@@ -137,12 +134,6 @@ def run_relion(context: StepContext) -> None:
     context.add_output(fsc, "fsc", {"skg:resolution": round(float(result.resolution), 3)})
 
 
-def _relion_software(_: Mapping[str, Value | None]) -> list[Software]:
-    from .wrappers.relion_steps import relion_software
-
-    return relion_software("relion_refine --auto_refine --split_random_halves")
-
-
 class Refinement3DTask(StepTask):
     name = "refine_3d"
     step_class = "skg:Refinement3D"
@@ -172,7 +163,12 @@ class Refinement3DTask(StepTask):
                 "gold-standard projection matching, CTF-corrected direct Fourier reconstruction"
             ),
         ),
-        Backend("relion", run_relion, _relion_software, programs=("relion_refine_mpi", "mpirun")),
+        Backend(
+            "relion",
+            run_relion,
+            relion_software_of("relion_refine --auto_refine --split_random_halves"),
+            programs=("relion_refine_mpi", "mpirun"),
+        ),
     )
 
 

@@ -1,4 +1,5 @@
-"""Software records for the built-in backends: scipion-kg's own version and the algorithm that ran."""
+"""Software records of the backends: scipion-kg's own version and the algorithm that ran for the built-in
+ones, the installed RELION's own version string and the program that ran for the ``relion`` ones."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from scipion_kg.version import __version__
 
 from .parameters import Value
 
-__all__ = ["builtin_software"]
+__all__ = ["builtin_software", "relion_software_of"]
 
 
 def builtin_software(algorithm: str) -> Callable[[Mapping[str, Value | None]], list[Software]]:
@@ -17,5 +18,17 @@ def builtin_software(algorithm: str) -> Callable[[Mapping[str, Value | None]], l
 
     def software(_: Mapping[str, Value | None]) -> list[Software]:
         return [Software("scipion-kg", __version__, algorithm=algorithm)]
+
+    return software
+
+
+def relion_software_of(program: str) -> Callable[[Mapping[str, Value | None]], list[Software]]:
+    """The software of a ``relion`` backend running ``program``; RELION is asked for its version only
+    when a run is recorded (the wrappers are imported then, not when the step modules load)."""
+
+    def software(_: Mapping[str, Value | None]) -> list[Software]:
+        from .wrappers.relion_steps import relion_software
+
+        return relion_software(program)
 
     return software

@@ -11,7 +11,7 @@ written outside it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ from scipion_kg.converters.canonical import Table
 
 from scipion_kg.recorder import Software
 
-from ..parameters import Value
 from ..step import StepContext
 from . import relion
 
@@ -34,13 +33,6 @@ def relion_software(program: str) -> list[Software]:
     """RELION as recorded: its own ``--version`` string, and the program that ran."""
     version = relion.relion_version()
     return [Software("RELION", version.text or version.version or "unknown", algorithm=program)]
-
-
-def software_of(program: str) -> Callable[[Mapping[str, Value | None]], list[Software]]:
-    def software(_: Mapping[str, Value | None]) -> list[Software]:
-        return relion_software(program)
-
-    return software
 
 
 def link_project(context: StepContext, names: Iterable[str]) -> Path:
@@ -205,16 +197,11 @@ def particle_extraction(
 
 # -- 3D refinement ------------------------------------------------------------------------------------------
 def refine_3d(context: StepContext, particles_star: Path, reference: Path) -> Any:
-    from ..tables import read_star
-
-    table = read_star(particles_star, "particles")
-    run_dir = link_project(context, np.asarray(table.columns["image_name"]).astype(str))
-    local = run_dir / "particles.star"
-    local.write_bytes(particles_star.read_bytes())
+    table, local = _local_particles(context, particles_star)
     result = relion.auto_refine(
         local,
         reference,
-        run_dir,
+        context.directory,
         particle_diameter=float(context.value("mask_diameter")),
         symmetry=str(context.value("symmetry")),
         ini_high=float(context.value("initial_lowpass")),
