@@ -28,6 +28,7 @@ __all__ = [
     "lookup",
     "read_document",
     "read_table",
+    "render_chunks",
     "render_document",
     "resolve_convention",
     "syntax_module",
@@ -114,12 +115,22 @@ def read_table(
 
 
 def render_document(document: RawDocument) -> bytes:
+    """The bytes of ``document`` in its format."""
+    return b"".join(render_chunks(document))
+
+
+def render_chunks(document: RawDocument) -> list[bytes | memoryview]:
+    """The bytes of ``document`` in its format, in pieces to be written one after another (large tables
+    are not joined into one more copy)."""
     module = syntax_module(document.format_iri)
+    if hasattr(module, "to_chunks"):
+        chunks: list[bytes | memoryview] = module.to_chunks(document)
+        return chunks
     if hasattr(module, "to_bytes"):
         data: bytes = module.to_bytes(document)
-        return data
+        return [data]
     text: str = module.to_string(document)
-    return text.encode("utf-8")
+    return [text.encode("utf-8")]
 
 
 def write_document(document: RawDocument, path: Path) -> None:

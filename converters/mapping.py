@@ -251,6 +251,8 @@ def _group_optics(per_row: dict[str, FloatArray]) -> tuple[npt.NDArray[np.int64]
     """Rows with equal optics values form one group (1-based, in order of first appearance)."""
     names = sorted(per_row)
     stacked = np.column_stack([np.nan_to_num(per_row[name], nan=-1e300) for name in names])
+    if len(stacked) and (stacked == stacked[0]).all():  # one group, the usual case: no sort needed
+        return np.ones(len(stacked), dtype=np.int64), {name: per_row[name][:1] for name in names}
     _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
     order = np.argsort(first)
     rank = np.empty_like(order)

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipion_kg.converters import star_native
 from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
@@ -60,9 +61,11 @@ __all__ = [
     "RELION",
     "StarDialect",
     "format_star",
+    "format_star_chunks",
     "parse",
     "parse_star",
     "read",
+    "to_chunks",
     "to_string",
     "write",
 ]
@@ -109,7 +112,6 @@ _TOKEN = re.compile(
 )
 # Values that cannot be written bare: empty, holding a blank, or read back as something else.
 _NEEDS_QUOTE = r"""^$|[ \t\r\n\v\f]|^['"_#;]|^(?:data|loop|save|global|stop)_"""
-_INTEGER_TEXT = r"^-?[0-9]+$"
 _ODD_BLANKS = re.compile("[\x1c-\x1f]")
 _BARE = re.compile(r"[^ \t\r\n\v\f]+")
 _NOT_FAST = (b"'", b'"', b"#", b"\v", b"\f", b"\x00")
@@ -130,9 +132,14 @@ def to_string(document: RawDocument) -> str:
     return format_star(document, RELION).decode("utf-8")
 
 
+def to_chunks(document: RawDocument) -> list[bytes | memoryview]:
+    """The UTF-8 STAR text of ``document`` as RELION writes it, in pieces (joining 1M rows costs a copy)."""
+    return format_star_chunks(document, RELION)
+
+
 def write(document: RawDocument, path: Path) -> None:
     """Write ``document`` as a RELION STAR file, atomically."""
-    atomic_write_bytes(path, format_star(document, RELION))
+    atomic_write_bytes(path, format_star_chunks(document, RELION))
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -332,7 +339,11 @@ class _Parser:
             if plain and self.raw.find(b"\r", start, stop) >= 0:
                 plain = self.raw.count(b"\r", start, stop) == self.raw.count(b"\r\n", start, stop)
             if stop - start >= _FAST_READ_MIN_BYTES and plain:
-                fast = _read_region_fast(self.raw, start, stop, first, n_lines, block.labels)
+                native = star_native.read_loop(self.raw, start, stop, n_lines, block.labels)
+                if native is not None:
+                    fast = native, np.arange(first, first + n_lines, dtype=np.int64)
+                else:
+                    fast = _read_region_fast(self.raw, start, stop, first, n_lines, block.labels)
         if fast is None:
             fast = self.read_regions(block)
         columns, lines = fast
@@ -488,6 +499,11 @@ def _pyarrow() -> tuple[Any, Any]:
 
 def format_star(document: RawDocument, dialect: StarDialect) -> bytes:
     """The STAR text of ``document`` in ``dialect``, as UTF-8 bytes."""
+    return b"".join(format_star_chunks(document, dialect))
+
+
+def format_star_chunks(document: RawDocument, dialect: StarDialect) -> list[bytes | memoryview]:
+    """The STAR text of ``document`` in ``dialect``, as pieces of UTF-8 bytes."""
     head = [] if dialect.marker is None else [dialect.marker]
     head += [f"# {text}" if text else "#" for text in _header_comments(document)]
     parts: list[bytes | memoryview] = [("\n".join(head) + "\n").encode("utf-8")] if head else []
@@ -514,7 +530,7 @@ def format_star(document: RawDocument, dialect: StarDialect) -> bytes:
         else:
             lines.extend(_pairs(block, dialect))
             parts.append(("\n".join(lines) + "\n").encode("utf-8"))
-    return b"".join(parts)
+    return parts
 
 
 def _header_comments(document: RawDocument) -> list[str]:
@@ -553,11 +569,14 @@ def _pairs(block: RawBlock, dialect: StarDialect) -> list[str]:
 
 
 def _loop_rows(block: RawBlock, dialect: StarDialect) -> list[bytes | memoryview]:
-    _, compute = _pyarrow()
     labels = list(block.columns)
     lengths = {label: len(values) for label, values in block.columns.items()}
     if len(set(lengths.values())) > 1:
         raise ConversionError(f"block data_{block.name}: columns of different lengths {lengths}")
+    native = star_native.format_loop(list(block.columns.values()))
+    if native is not None:
+        return list(native)
+    _, compute = _pyarrow()
 
     def column(index: int) -> Any:
         text = _column_text(block.columns[labels[index]], labels[index], block, dialect)
@@ -606,14 +625,9 @@ def _column_text(values: Column, label: str, block: RawBlock, dialect: StarDiale
     if kind in "iu":
         return compute.cast(arrow.array(values), arrow.large_string())
     if kind == "f":
-        floats = values.astype(np.float64, copy=False)
-        text = compute.cast(arrow.array(floats), arrow.large_string())
-        with np.errstate(invalid="ignore"):
-            maybe_integral = bool(np.any(floats == np.trunc(floats)))
-        if maybe_integral:  # arrow writes 3.0 as "3", which would read back as an integer
-            integral = compute.match_substring_regex(text, _INTEGER_TEXT)
-            text = compute.if_else(integral, compute.binary_join_element_wise(text, *_texts(".0", "")), text)
-        return text
+        # Python's repr, as the native kernels write floats: shortest round trip, "3.0" not "3".
+        floats = values.astype(np.float64, copy=False).tolist()
+        return arrow.array(list(map(repr, floats)), type=arrow.large_string())
     if kind not in "USO":
         raise ConversionError(
             f"column _{label} of block data_{block.name} has values of type {values.dtype}; "

@@ -10,18 +10,21 @@ run whose inputs, output, conventions, options and validation reports are in its
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .atomic import atomic_write_bytes
 from .converters.canonical import Table
-from .converters.engine import ConversionResult, convert_file, render_document
+from .converters.engine import ConversionResult, convert_file, render_chunks
 from .converters.mapping import ConversionOptions, written_table
 from .errors import TableValidationError
-from .project import Project
-from .recorder import Input, Parameter, Recorder, Software
 from .table_validation import ValidationReport, validate_table
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .project import Project
 
 __all__ = ["ConversionOutcome", "convert"]
 
@@ -112,7 +115,7 @@ def convert(
     _check(output_report, f"the converted table for {target}", permissive, warnings)
     if not result.loss.lossless:
         warnings.append(f"{target}: {result.loss}")
-    data = render_document(document)
+    data = render_chunks(document)
     outcome = ConversionOutcome(result, input_report, output_report, output_table, warnings=warnings)
     if project is None:
         atomic_write_bytes(target, data)
@@ -124,12 +127,14 @@ def convert(
 def _record(
     project: Project,
     outcome: ConversionOutcome,
-    data: bytes,
+    data: Sequence[bytes | memoryview],
     source_format: str | None,
     target_format: str | None,
     options: ConversionOptions | None,
     permissive: bool,
 ) -> str:
+    from .recorder import Input, Parameter, Recorder, Software  # rdflib and pySHACL: only when recording
+
     result = outcome.result
     parameters = [
         Parameter("source_convention", result.source_convention.iri),

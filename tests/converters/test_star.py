@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipion_kg.converters import star
+from scipion_kg.converters import star, star_native
 from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column
 
 from scipion_kg.errors import ConversionError, ParseError
@@ -287,14 +287,17 @@ def corpus(shared_data: Path) -> Path:
 
 
 @contextmanager
-def reader_path(fast: bool) -> Iterator[None]:
-    """Force every loop through pandas (cut in two) or every loop through the exact Python tokenizer."""
-    saved = star._FAST_READ_MIN_BYTES, star._SPLIT_READ_MIN_BYTES
+def reader_path(fast: bool, native: bool = True) -> Iterator[None]:
+    """Force every loop through a fast reader (the native kernels, or pandas cut in two when ``native`` is
+    False or the kernels are not built) or every loop through the exact Python tokenizer."""
+    saved = star._FAST_READ_MIN_BYTES, star._SPLIT_READ_MIN_BYTES, star_native.read_loop
     star._FAST_READ_MIN_BYTES, star._SPLIT_READ_MIN_BYTES = (0, 0) if fast else (1 << 62, 1 << 62)
+    if not native:
+        star_native.read_loop = lambda *arguments: None
     try:
         yield
     finally:
-        star._FAST_READ_MIN_BYTES, star._SPLIT_READ_MIN_BYTES = saved
+        star._FAST_READ_MIN_BYTES, star._SPLIT_READ_MIN_BYTES, star_native.read_loop = saved
 
 
 def assert_same(left: RawDocument, right: RawDocument, rtol: float = 1e-6) -> None:
@@ -362,10 +365,11 @@ def test_real_file_round_trips(shared_data: Path, name: str, tmp_path: Path) -> 
     assert_same(document, star.read(tmp_path / name))
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "pandas"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_fast_and_exact_readers_agree(shared_data: Path, name: str) -> None:
+def test_fast_and_exact_readers_agree(shared_data: Path, name: str, native: bool) -> None:
     data = (corpus(shared_data) / name).read_bytes()
-    with reader_path(fast=True):
+    with reader_path(fast=True, native=native):
         fast = star.parse(data)
     with reader_path(fast=False):
         exact = star.parse(data)
@@ -392,9 +396,10 @@ def test_fast_and_exact_readers_agree(shared_data: Path, name: str) -> None:
         ("1 1\n\n2 2\n3 3\n\n4 4\n", [1, 2, 3, 4]),
     ],
 )
-def test_fast_reader_edge_cases(rows: str, expected: list[Any]) -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["native", "pandas"])
+def test_fast_reader_edge_cases(rows: str, expected: list[Any], native: bool) -> None:
     text = "data_t\nloop_\n_rlnA #1\n_rlnB #2\n" + rows
-    with reader_path(fast=True):
+    with reader_path(fast=True, native=native):
         fast = star.parse(text).block("t")
     exact = star.parse(text).block("t")
     assert fast.columns["rlnA"].tolist() == exact.columns["rlnA"].tolist() == expected
@@ -493,7 +498,10 @@ def test_empty_loops_and_empty_names() -> None:
     ("values", "written"),
     [
         (np.array([1.0, 2.0, -0.0]), ["1.0", "2.0", "-0.0"]),
-        (np.array([0.1, 1e-7, 123456789.0]), ["0.1", "1e-7", "123456789.0"]),
+        (
+            np.array([0.1, 1e-7, 123456789.0, 1e16, 2.5e-5]),
+            ["0.1", "1e-07", "123456789.0", "1e+16", "2.5e-05"],
+        ),
         (np.array([math.nan, math.inf, -math.inf]), ["nan", "inf", "-inf"]),
         (np.array([1, -2, 2**62]), ["1", "-2", str(2**62)]),
         (np.array([True, False]), ["1", "0"]),
@@ -668,6 +676,17 @@ def tables(draw: st.DrawFn) -> RawDocument:
     return RawDocument(star.FORMAT_IRI, {"table": RawBlock("table", columns)}, version="30001")
 
 
+@contextmanager
+def python_writer() -> Iterator[None]:
+    """Write every loop with the arrow-based writer, as an install without the native kernels does."""
+    saved = star_native.format_loop
+    star_native.format_loop = lambda columns: None
+    try:
+        yield
+    finally:
+        star_native.format_loop = saved
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=tables())
 def test_random_tables_round_trip(document: RawDocument) -> None:
@@ -675,6 +694,11 @@ def test_random_tables_round_trip(document: RawDocument) -> None:
     assert_same(document, star.parse(text), rtol=0)
     with reader_path(fast=True):
         assert_same(document, star.parse(text), rtol=0)
+    with reader_path(fast=True, native=False):
+        assert_same(document, star.parse(text), rtol=0)
+    # The same text with or without the native kernels.
+    with python_writer():
+        assert star.to_string(document) == text
 
 
 SPACED = st.text(

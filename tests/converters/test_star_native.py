@@ -1,0 +1,136 @@
+"""The native STAR kernels against Python's own rules: number parsing and formatting, typing, errors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipion_kg.converters import star, star_native
+from scipion_kg.converters.raw import RawBlock, RawDocument
+
+from scipion_kg.errors import ParseError
+
+needs_kernels = pytest.mark.skipif(
+    not star_native.available(), reason="the native STAR kernels are not built (pip install -e . builds them)"
+)
+
+
+def test_kernels_are_built_where_required() -> None:
+    # CI sets SCIPION_KG_REQUIRE_NATIVE: there a missing compiler must fail, not fall back silently.
+    if not os.environ.get("SCIPION_KG_REQUIRE_NATIVE"):
+        pytest.skip("SCIPION_KG_REQUIRE_NATIVE is not set")
+    assert star_native.available()
+
+
+def loop(tokens: list[str], copies: int = 1) -> bytes:
+    """A loop whose first column holds ``tokens`` (repeated), the second the row number."""
+    rows = [f"{token} {index}" for index, token in enumerate(tokens * copies)]
+    return ("data_t\nloop_\n_rlnA #1\n_rlnB #2\n" + "\n".join(rows) + "\n").encode("utf-8")
+
+
+def read_both(data: bytes) -> tuple[Any, Any]:
+    """Column A through the native kernels and through the exact tokenizer."""
+    saved = star._FAST_READ_MIN_BYTES
+    try:
+        star._FAST_READ_MIN_BYTES = 0
+        native = star.parse(data).block("t").columns["rlnA"]
+        star._FAST_READ_MIN_BYTES = 1 << 62
+        exact = star.parse(data).block("t").columns["rlnA"]
+    finally:
+        star._FAST_READ_MIN_BYTES = saved
+    return native, exact
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        ["1", "-2", "007", "9223372036854775807"],  # int64, leading zeros
+        ["1", "9223372036854775808"],  # beyond int64: floats, as numpy reads them
+        ["+1", "2"],  # a plus sign: from_chars refuses it, numpy reads an integer
+        ["1_000", "2"],  # Python's digit separator: numpy reads 1000
+        ["1e5", ".5", "5.", "-.5e-3", "1E-2"],
+        ["nan", "NaN", "-nan", "inf", "-Infinity", "INF"],
+        ["nan(1)", "2"],  # from_chars reads nan(chars), float() does not: words
+        ["0x10", "1"],  # hexadecimal is not a number in STAR
+        ["1e", "2"],
+        ["0.1000000000000000055511151231257827021181583404541015625", "2.2250738585072011e-308"],
+        ["True", "False"],
+        ["Movies/é.mrc", "x"],  # UTF-8 words
+    ],
+)
+def test_tokens_typed_as_the_exact_reader_types_them(tokens: list[str]) -> None:
+    native, exact = read_both(loop(tokens, copies=3))
+    assert native.dtype == exact.dtype, tokens
+    if native.dtype.kind == "f":
+        np.testing.assert_array_equal(native, exact)
+        assert (np.signbit(native) == np.signbit(exact)).all()
+    else:
+        assert native.tolist() == exact.tolist()
+
+
+@needs_kernels
+@settings(max_examples=200, deadline=None)
+@given(
+    digits=st.text(alphabet="0123456789", min_size=1, max_size=40),
+    point=st.integers(0, 40),
+    exponent=st.one_of(st.none(), st.integers(-330, 330)),
+    negative=st.booleans(),
+)
+def test_decimal_parsing_is_correctly_rounded(
+    digits: str, point: int, exponent: int | None, negative: bool
+) -> None:
+    point = min(point, len(digits))
+    token = ("-" if negative else "") + digits[:point] + "." + digits[point:]
+    if exponent is not None:
+        token += f"e{exponent}"
+    native, exact = read_both(loop([token, "0.5"]))
+    assert native.dtype == np.float64
+    assert native[0] == float(token) == exact[0]
+
+
+@needs_kernels
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.floats(width=64), min_size=1, max_size=30))
+def test_floats_are_written_as_python_repr(values: list[float]) -> None:
+    document = RawDocument(star.FORMAT_IRI, {"t": RawBlock("t", {"x": np.array(values, dtype=np.float64)})})
+    rows = star.to_string(document).split("_x #1\n")[1].split("\n")[:-1]
+    assert [row.strip() for row in rows] == [repr(value) for value in values]
+
+
+@needs_kernels
+def test_bad_rows_in_a_large_loop_are_named_by_line() -> None:
+    rows = [f"{index}.5 {index}" for index in range(20_000)]
+    good = ("data_t\nloop_\n_rlnA #1\n_rlnB #2\n" + "\n".join(rows) + "\n").encode()
+    assert star.parse(good).block("t").n_rows == 20_000
+    # Row 12,345 is line 12,350 (four lines of header before the first row).
+    too_many = good.replace(b"\n12345.5 12345\n", b"\n12345.5 12345 3\n")
+    with pytest.raises(ParseError, match=r"^big.star: line 12350: expected 2 values .* found 3$"):
+        star.parse(too_many, "big.star")
+    not_utf8 = good.replace(b"\n12345.5 12345\n", b"\n\xff2345.5 12345\n")
+    with pytest.raises(ParseError, match=r"^big.star: line 12350: .*UTF-8"):
+        star.parse(not_utf8, "big.star")
+
+
+@needs_kernels
+def test_values_that_need_quotes_are_quoted_in_a_large_loop() -> None:
+    rows = 60_000
+    words = np.array(["plain"] * rows, dtype="<U9")
+    words[[7, 59_999]] = ["two words", ""]
+    names = np.array(["Movies/mic.mrc"] * rows, dtype="<U14")
+    names[100] = "Movies/é.mrc"  # not ASCII: the column is padded by characters, like the others
+    document = RawDocument(
+        star.FORMAT_IRI,
+        {"t": RawBlock("t", {"w": words, "n": names, "x": np.linspace(0, 1, rows), "i": np.arange(rows)})},
+    )
+    text = star.to_string(document)
+    again = star.parse(text).block("t")
+    assert again.columns["w"][[0, 7, 59_999]].tolist() == ["plain", "two words", ""]
+    assert again.columns["n"][100] == "Movies/é.mrc"
+    np.testing.assert_array_equal(again.columns["x"], np.linspace(0, 1, rows))
+    assert again.columns["i"].tolist() == list(range(rows))
+    assert '"two words"' in text and '""' in text
