@@ -36,7 +36,10 @@ import ast
 import io
 import re
 import struct
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +57,9 @@ _MAGIC = b"\x93NUMPY"
 _MAX_HEADER = 1 << 24  # the header of a 4-class refinement is ~4 kB; refuse absurd ones
 _ELEMENT = re.compile(r"^(?P<field>.+)\[(?P<index>\d+(?:,\d+)*)\]$")
 _U8_SUFFIXES = ("uid", "import_sig")
+_THREADED_ROWS = 50_000  # below this, a thread pool costs more than it saves
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 
 def read(path: Path) -> RawDocument:
@@ -99,19 +105,20 @@ def parse(data: str | bytes, source: str = "<string>") -> RawDocument:
     if len(data) > needed:
         raise ParseError(f"{source}: {len(data) - needed} bytes after the last of the {n_rows} rows")
     array = np.frombuffer(data, dtype=dtype, count=n_rows, offset=offset)
-    columns: dict[str, Column] = {}
+    # (label, strided values, dtype) of every column; sub-arrays give one column per element.
+    pieces: list[tuple[str, npt.NDArray[np.generic], np.dtype[np.generic]]] = []
     for name in dtype.names:
         field_dtype = dtype.fields[name][0] if dtype.fields else dtype
         values = array[name]
         if field_dtype.subdtype is None:
-            columns[name] = _to_column(values, field_dtype, source, name)
+            pieces.append((name, values, field_dtype))
             continue
         base, sub_shape = field_dtype.subdtype
         flat = values.reshape(n_rows, int(np.prod(sub_shape)))
         for position, index in enumerate(np.ndindex(*sub_shape)):
-            label = f"{name}[{','.join(str(i) for i in index)}]"
-            columns[label] = _to_column(flat[:, position], base, source, label)
-    block = RawBlock(BLOCK, columns)
+            pieces.append((f"{name}[{','.join(str(i) for i in index)}]", flat[:, position], base))
+    converted = _in_threads(lambda piece: _to_column(piece[1], piece[2], source, piece[0]), pieces, n_rows)
+    block = RawBlock(BLOCK, {label: values for (label, _, _), values in zip(pieces, converted, strict=True)})
     fields = {
         "numpy_descr": repr(np.lib.format.dtype_to_descr(dtype)),
         "npy_header_length": str(offset),
@@ -140,6 +147,14 @@ def _to_column(
     if kind == "U":
         return values.astype(str)
     raise ParseError(f"{source}: field {label!r}: dtype {dtype} is not supported in a .cs dataset")
+
+
+def _in_threads(work: Callable[[_Item], _Result], items: Sequence[_Item], rows: int) -> list[_Result]:
+    """``work`` on every item, in two threads for large tables (numpy's strided copies release the GIL)."""
+    if rows < _THREADED_ROWS or len(items) < 2:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(work, items))
 
 
 def _widen_ascii(values: npt.NDArray[np.generic]) -> Column | None:
@@ -177,14 +192,21 @@ def to_chunks(document: RawDocument) -> list[bytes | memoryview]:
     # Every byte of a packed dtype is written below; only padding (a kept original layout) needs zeros.
     packed = dtype.itemsize == sum(int(dtype[name].itemsize) for name in dtype.names or ())
     array = (np.empty if packed else np.zeros)(block.n_rows, dtype=dtype)
+    # (strided destination, label, element dtype) of every column; the fields are disjoint bytes of the rows.
+    targets: list[tuple[npt.NDArray[np.generic], str, np.dtype[np.generic]]] = []
     for (name, labels, sub_shape), (_, field_dtype) in zip(groups, field_dtypes, strict=True):
         base = field_dtype.subdtype[0] if field_dtype.subdtype else field_dtype
         if not sub_shape:
-            array[name] = _cast(columns[labels[0]], base, labels[0])
+            targets.append((array[name], labels[0], base))
             continue
-        target = array[name].reshape(block.n_rows, int(np.prod(sub_shape)))
-        for position, label in enumerate(labels):
-            target[:, position] = _cast(columns[label], base, label)
+        destination = array[name].reshape(block.n_rows, int(np.prod(sub_shape)))
+        targets.extend((destination[:, position], label, base) for position, label in enumerate(labels))
+
+    def fill(target: tuple[npt.NDArray[np.generic], str, np.dtype[np.generic]]) -> None:
+        destination, label, base = target
+        destination[...] = _cast(columns[label], base, label)
+
+    _in_threads(fill, targets, block.n_rows)
     return [_header(dtype, block.n_rows, document), array.view(np.uint8).data]
 
 

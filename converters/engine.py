@@ -8,6 +8,7 @@ pair of packages: any declared convention converts to any other of the same tabl
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -119,12 +120,13 @@ def render_document(document: RawDocument) -> bytes:
     return b"".join(render_chunks(document))
 
 
-def render_chunks(document: RawDocument) -> list[bytes | memoryview]:
+def render_chunks(document: RawDocument) -> Iterable[bytes | memoryview]:
     """The bytes of ``document`` in its format, in pieces to be written one after another (large tables
-    are not joined into one more copy)."""
+    are not joined into one more copy). A document that cannot be written raises here, not while the
+    pieces are consumed."""
     module = syntax_module(document.format_iri)
     if hasattr(module, "to_chunks"):
-        chunks: list[bytes | memoryview] = module.to_chunks(document)
+        chunks: Iterable[bytes | memoryview] = module.to_chunks(document)
         return chunks
     if hasattr(module, "to_bytes"):
         data: bytes = module.to_bytes(document)

@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import re
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +134,7 @@ def to_string(document: RawDocument) -> str:
     return format_star(document, RELION).decode("utf-8")
 
 
-def to_chunks(document: RawDocument) -> list[bytes | memoryview]:
+def to_chunks(document: RawDocument) -> Iterator[bytes | memoryview]:
     """The UTF-8 STAR text of ``document`` as RELION writes it, in pieces (joining 1M rows costs a copy)."""
     return format_star_chunks(document, RELION)
 
@@ -333,17 +335,18 @@ class _Parser:
         fast = None
         if len(block.regions) == 1:
             start, stop, first, n_lines = block.regions[0]
-            # Quotes and comments need the exact tokenizer; pandas ends a line at a lone \r (not at \r\n)
-            # and does not split words at \v, \f or NUL. bytes.find is a memchr, far faster than a regex.
-            plain = all(self.raw.find(special, start, stop) < 0 for special in _NOT_FAST)
-            if plain and self.raw.find(b"\r", start, stop) >= 0:
-                plain = self.raw.count(b"\r", start, stop) == self.raw.count(b"\r\n", start, stop)
-            if stop - start >= _FAST_READ_MIN_BYTES and plain:
+            if stop - start >= _FAST_READ_MIN_BYTES:
+                # The native kernels refuse quotes, comments, \v, \f and NUL themselves.
                 native = star_native.read_loop(self.raw, start, stop, n_lines, block.labels)
                 if native is not None:
                     fast = native, np.arange(first, first + n_lines, dtype=np.int64)
-                else:
-                    fast = _read_region_fast(self.raw, start, stop, first, n_lines, block.labels)
+            # Quotes and comments need the exact tokenizer; pandas ends a line at a lone \r (not at \r\n)
+            # and does not split words at \v, \f or NUL. bytes.find is a memchr, far faster than a regex.
+            plain = fast is None and all(self.raw.find(special, start, stop) < 0 for special in _NOT_FAST)
+            if plain and self.raw.find(b"\r", start, stop) >= 0:
+                plain = self.raw.count(b"\r", start, stop) == self.raw.count(b"\r\n", start, stop)
+            if stop - start >= _FAST_READ_MIN_BYTES and plain:
+                fast = _read_region_fast(self.raw, start, stop, first, n_lines, block.labels)
         if fast is None:
             fast = self.read_regions(block)
         columns, lines = fast
@@ -502,11 +505,13 @@ def format_star(document: RawDocument, dialect: StarDialect) -> bytes:
     return b"".join(format_star_chunks(document, dialect))
 
 
-def format_star_chunks(document: RawDocument, dialect: StarDialect) -> list[bytes | memoryview]:
-    """The STAR text of ``document`` in ``dialect``, as pieces of UTF-8 bytes."""
+def format_star_chunks(document: RawDocument, dialect: StarDialect) -> Iterator[bytes | memoryview]:
+    """The STAR text of ``document`` in ``dialect``, as pieces of UTF-8 bytes. Everything is checked before
+    this returns (a value STAR cannot hold raises here); large loops are still being formatted while the
+    first pieces are consumed."""
     head = [] if dialect.marker is None else [dialect.marker]
     head += [f"# {text}" if text else "#" for text in _header_comments(document)]
-    parts: list[bytes | memoryview] = [("\n".join(head) + "\n").encode("utf-8")] if head else []
+    parts: list[Iterable[bytes | memoryview]] = [[("\n".join(head) + "\n").encode("utf-8")]] if head else []
     gap = [""] if dialect.blank_lines else []
     seen: set[str] = set()
     for block in document.blocks.values():
@@ -524,13 +529,13 @@ def format_star_chunks(document: RawDocument, dialect: StarDialect) -> list[byte
                 _check_name(label, f"label _{label} of block data_{block.name}")
                 suffix = f" #{number}" if dialect.number_labels else ""
                 lines.append(f"{dialect.indent}_{label}{suffix}")
-            parts.append(("\n".join(lines) + "\n").encode("utf-8"))
+            parts.append([("\n".join(lines) + "\n").encode("utf-8")])
             if block.columns and block.n_rows:
-                parts.extend(_loop_rows(block, dialect))
+                parts.append(_loop_rows(block, dialect))
         else:
             lines.extend(_pairs(block, dialect))
-            parts.append(("\n".join(lines) + "\n").encode("utf-8"))
-    return parts
+            parts.append([("\n".join(lines) + "\n").encode("utf-8")])
+    return itertools.chain.from_iterable(parts)
 
 
 def _header_comments(document: RawDocument) -> list[str]:
@@ -568,14 +573,14 @@ def _pairs(block: RawBlock, dialect: StarDialect) -> list[str]:
     return lines
 
 
-def _loop_rows(block: RawBlock, dialect: StarDialect) -> list[bytes | memoryview]:
+def _loop_rows(block: RawBlock, dialect: StarDialect) -> Iterable[bytes | memoryview]:
     labels = list(block.columns)
     lengths = {label: len(values) for label, values in block.columns.items()}
     if len(set(lengths.values())) > 1:
         raise ConversionError(f"block data_{block.name}: columns of different lengths {lengths}")
     native = star_native.format_loop(list(block.columns.values()))
     if native is not None:
-        return list(native)
+        return native
     _, compute = _pyarrow()
 
     def column(index: int) -> Any:

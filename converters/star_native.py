@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = ["available", "format_loop", "read_loop"]
 # Below this many rows one thread does it all (a thread pool costs ~0.1 ms).
 _SPLIT_MIN_ROWS = 50_000
 _FLOAT64, _INT64, _ASCII = 0, 1, 2  # the kernels' column kinds
+_WRITE_PIECES = 16  # pieces of rows a large loop is formatted (and written) in
 _POINTER = ctypes.c_void_p
 _I32, _I64 = ctypes.c_int32, ctypes.c_int64
 
@@ -141,10 +143,11 @@ def read_loop(
 # --- writing -----------------------------------------------------------------------------------------
 
 
-def format_loop(columns: Sequence[Column]) -> list[memoryview] | None:
+def format_loop(columns: Sequence[Column]) -> Iterator[memoryview] | None:
     """The value lines of a loop (each column right-aligned to its widest value, one blank between
-    columns), as ``star`` writes them; ``None`` if a column needs the exact path (quotes, non-ASCII text,
-    bytes or objects, unsigned values beyond int64)."""
+    columns), as ``star`` writes them, in pieces of rows that large tables format in the background;
+    ``None`` if a column needs the exact path (quotes, non-ASCII text, bytes or objects, unsigned values
+    beyond int64). Every check is made before this returns: consuming the pieces cannot fail."""
     library = _library()
     if library is None or not columns:
         return None
@@ -181,11 +184,8 @@ def format_loop(columns: Sequence[Column]) -> list[memoryview] | None:
     widths = np.array([width for _, _, _, width in prepared], dtype=np.int32)
     row_bytes = int(widths.sum()) + count
     out = np.empty(rows * row_bytes, dtype=np.uint8)
-    half = rows // 2 if rows >= _SPLIT_MIN_ROWS else rows
-    bounds = [(0, half), (half, rows)] if half < rows else [(0, rows)]
 
-    def format_rows(index: int) -> None:
-        first, stop = bounds[index]
+    def format_rows(first: int, stop: int) -> memoryview:
         library.skg_format_rows(
             count,
             _address(kinds),
@@ -196,6 +196,14 @@ def format_loop(columns: Sequence[Column]) -> list[memoryview] | None:
             stop,
             _address(out) + first * row_bytes,
         )
+        return out.data[first * row_bytes : stop * row_bytes]
 
-    _in_threads(format_rows, len(bounds), rows)
-    return [out.data]
+    if rows < _SPLIT_MIN_ROWS:
+        return iter([format_rows(0, rows)])
+    # Pieces of rows formatted by two threads while the caller writes the finished ones: writing a
+    # large file costs the kernel about as much as formatting it.
+    cuts = np.linspace(0, rows, _WRITE_PIECES + 1).astype(np.int64)
+    pool = ThreadPoolExecutor(max_workers=2)
+    futures = [pool.submit(format_rows, int(first), int(stop)) for first, stop in itertools.pairwise(cuts)]
+    pool.shutdown(wait=False)  # the queued pieces still run; the threads end after the last
+    return (future.result() for future in futures)

@@ -12,7 +12,21 @@
 
 namespace {
 
-inline bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+// What each byte is to the tokenizer: part of a word, a blank between words (a lone \r is a blank, as on
+// the exact path), or a byte that needs the exact path (quotes and comments; \v, \f and NUL).
+enum ByteClass : unsigned char { WORD = 0, BLANK = 1, SPECIAL = 2 };
+
+struct ByteClasses {
+    unsigned char of[256] = {};
+    ByteClasses() {
+        for (unsigned char c : {' ', '\t', '\r'}) of[c] = BLANK;
+        for (unsigned char c : {'\'', '"', '#', '\v', '\f', '\0'}) of[c] = SPECIAL;
+    }
+};
+
+const ByteClasses classes;
+
+inline unsigned char byte_class(char c) { return classes.of[static_cast<unsigned char>(c)]; }
 
 // Number of code points of a UTF-8 token, or -1 if the bytes are not valid UTF-8 (or encode NUL).
 int64_t utf8_length(const unsigned char* text, int32_t size) {
@@ -105,7 +119,7 @@ extern "C" {
 // and lengths[...]: one
 // contiguous run per column, so that parsing a column reads only its own offsets. `starts` and `lengths`
 // point at the first row this call fills. Returns the number of rows, or -1 if a row has another number
-// of tokens, -2 if a line is blank, -3 if there are more than max_rows.
+// of tokens, -2 if a line is blank, -3 if there are more than max_rows, -4 if a byte needs the exact path.
 int64_t skg_tokenize(const char* data, int64_t begin, int64_t size, int32_t width, int64_t max_rows,
                      int64_t column_size, uint32_t* starts, int32_t* lengths) {
     int64_t rows = 0, pos = begin;
@@ -116,10 +130,14 @@ int64_t skg_tokenize(const char* data, int64_t begin, int64_t size, int32_t widt
         int32_t found = 0;
         int64_t i = pos;
         while (true) {
-            while (i < stop && is_blank(data[i])) ++i;
+            while (i < stop && byte_class(data[i]) == BLANK) ++i;
             if (i >= stop) break;
             int64_t token = i;
-            while (i < stop && !is_blank(data[i])) ++i;
+            unsigned char kind;
+            while (i < stop && (kind = byte_class(data[i])) != BLANK) {
+                if (kind == SPECIAL) return -4;
+                ++i;
+            }
             if (found == width) return -1;
             starts[found * column_size + rows] = static_cast<uint32_t>(token);
             lengths[found * column_size + rows] = static_cast<int32_t>(i - token);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes"]
@@ -16,7 +16,7 @@ def _umask() -> int:
     return current
 
 
-def atomic_write_bytes(path: Path, data: bytes | Sequence[bytes | memoryview]) -> None:
+def atomic_write_bytes(path: Path, data: bytes | Iterable[bytes | memoryview]) -> None:
     """Replace ``path`` with ``data`` (bytes, or pieces written one after another) so readers see the old
     or the new file, never a partial one."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ run whose inputs, output, conventions, options and validation reports are in its
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -127,7 +127,7 @@ def convert(
 def _record(
     project: Project,
     outcome: ConversionOutcome,
-    data: Sequence[bytes | memoryview],
+    data: Iterable[bytes | memoryview],
     source_format: str | None,
     target_format: str | None,
     options: ConversionOptions | None,
