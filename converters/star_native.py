@@ -185,7 +185,11 @@ def format_loop(columns: Sequence[Column]) -> Iterator[memoryview] | None:
     row_bytes = int(widths.sum()) + count
     out = np.empty(rows * row_bytes, dtype=np.uint8)
 
-    def format_rows(first: int, stop: int) -> memoryview:
+    # The kernels see raw addresses: the arrays behind them (some are contiguous copies made above) must
+    # live until the last background piece is formatted, so the function holds them (a default value).
+    arrays = [array for _, array, _, _ in prepared]
+
+    def format_rows(first: int, stop: int, _alive: list[npt.NDArray[Any]] = arrays) -> memoryview:
         library.skg_format_rows(
             count,
             _address(kinds),
