@@ -630,9 +630,21 @@ def _column_text(values: Column, label: str, block: RawBlock, dialect: StarDiale
     if kind in "iu":
         return compute.cast(arrow.array(values), arrow.large_string())
     if kind == "f":
-        # Python's repr, as the native kernels write floats: shortest round trip, "3.0" not "3".
-        floats = values.astype(np.float64, copy=False).tolist()
-        return arrow.array(list(map(repr, floats)), type=arrow.large_string())
+        # Python's repr, as the native kernels write floats: shortest round trip, "3.0" not "3". Arrow's
+        # shortest text is the same between 1e-4 and 1e8 but for the ".0"; elsewhere (and for nan, inf)
+        # repr itself writes the few values outside that range.
+        floats = values.astype(np.float64, copy=False)
+        text = compute.cast(arrow.array(floats), arrow.large_string())
+        integral = compute.match_substring_regex(text, r"^-?[0-9]+$")
+        text = compute.if_else(integral, compute.binary_join_element_wise(text, *_texts(".0", "")), text)
+        magnitude = np.abs(floats)
+        with np.errstate(invalid="ignore"):
+            outside = ~(((magnitude >= 1e-4) & (magnitude < 1e8)) | (floats == 0))
+        if outside.any():
+            rows = np.flatnonzero(outside)
+            written = arrow.array([repr(float(value)) for value in floats[rows]], type=arrow.large_string())
+            text = compute.replace_with_mask(text, arrow.array(outside), written)
+        return text
     if kind not in "USO":
         raise ConversionError(
             f"column _{label} of block data_{block.name} has values of type {values.dtype}; "

@@ -718,3 +718,20 @@ def test_words_with_blanks_and_quotes_round_trip(words: list[str]) -> None:
             star.to_string(document)
         return
     assert_same(document, star.parse(star.to_string(document)), rtol=0)
+
+
+def test_both_writers_write_floats_as_python_repr() -> None:
+    rng = np.random.default_rng(11)
+    values = np.concatenate(
+        [
+            10.0 ** rng.uniform(-12, 20, 3000) * rng.choice([-1.0, 1.0], 3000),
+            [1e-4, 9.999999999999999e-05, 1e8, 99999999.99999999, 0.0, -0.0, 3.0, -7.0, 1e15, 1e16],
+            [math.nan, math.inf, -math.inf, 5e-324, 1.7976931348623157e308],
+        ]
+    )
+    document = RawDocument(star.FORMAT_IRI, {"t": RawBlock("t", {"x": values})})
+    expected = [repr(float(value)) for value in values]
+    with python_writer():
+        fallback = star.to_string(document)
+    assert [row.strip() for row in fallback.split("_x #1\n")[1].split("\n")[:-1]] == expected
+    assert star.to_string(document) == fallback
