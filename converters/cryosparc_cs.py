@@ -36,13 +36,11 @@ import ast
 import io
 import re
 import struct
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from scipion_kg.converters.parallel import in_two_threads
 from scipion_kg.converters.raw import Column, RawBlock, RawDocument, read_with
 
 from scipion_kg.atomic import atomic_write_bytes
@@ -57,9 +55,6 @@ _MAGIC = b"\x93NUMPY"
 _MAX_HEADER = 1 << 24  # the header of a 4-class refinement is ~4 kB; refuse absurd ones
 _ELEMENT = re.compile(r"^(?P<field>.+)\[(?P<index>\d+(?:,\d+)*)\]$")
 _U8_SUFFIXES = ("uid", "import_sig")
-_THREADED_ROWS = 50_000  # below this, a thread pool costs more than it saves
-_Item = TypeVar("_Item")
-_Result = TypeVar("_Result")
 
 
 def read(path: Path) -> RawDocument:
@@ -117,7 +112,7 @@ def parse(data: str | bytes, source: str = "<string>") -> RawDocument:
         flat = values.reshape(n_rows, int(np.prod(sub_shape)))
         for position, index in enumerate(np.ndindex(*sub_shape)):
             pieces.append((f"{name}[{','.join(str(i) for i in index)}]", flat[:, position], base))
-    converted = _in_threads(lambda piece: _to_column(piece[1], piece[2], source, piece[0]), pieces, n_rows)
+    converted = in_two_threads(lambda piece: _to_column(piece[1], piece[2], source, piece[0]), pieces, n_rows)
     block = RawBlock(BLOCK, {label: values for (label, _, _), values in zip(pieces, converted, strict=True)})
     fields = {
         "numpy_descr": repr(np.lib.format.dtype_to_descr(dtype)),
@@ -147,14 +142,6 @@ def _to_column(
     if kind == "U":
         return values.astype(str)
     raise ParseError(f"{source}: field {label!r}: dtype {dtype} is not supported in a .cs dataset")
-
-
-def _in_threads(work: Callable[[_Item], _Result], items: Sequence[_Item], rows: int) -> list[_Result]:
-    """``work`` on every item, in two threads for large tables (numpy's strided copies release the GIL)."""
-    if rows < _THREADED_ROWS or len(items) < 2:
-        return [work(item) for item in items]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(work, items))
 
 
 def _widen_ascii(values: npt.NDArray[np.generic]) -> Column | None:
@@ -206,7 +193,7 @@ def to_chunks(document: RawDocument) -> list[bytes | memoryview]:
         destination, label, base = target
         destination[...] = _cast(columns[label], base, label)
 
-    _in_threads(fill, targets, block.n_rows)
+    in_two_threads(fill, targets, block.n_rows)
     return [_header(dtype, block.n_rows, document), array.view(np.uint8).data]
 
 

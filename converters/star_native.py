@@ -14,19 +14,18 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipion_kg.converters.parallel import LARGE_TABLE_ROWS, in_two_threads
 from scipion_kg.converters.raw import Column, infer_column
 
 __all__ = ["available", "format_loop", "read_loop"]
 
-# Below this many rows one thread does it all (a thread pool costs ~0.1 ms).
-_SPLIT_MIN_ROWS = 50_000
 _FLOAT64, _INT64, _ASCII = 0, 1, 2  # the kernels' column kinds
 _WRITE_PIECES = 16  # pieces of rows a large loop is formatted (and written) in
 _POINTER = ctypes.c_void_p
@@ -68,13 +67,6 @@ def _address(array: npt.NDArray[Any]) -> int:
     return int(array.ctypes.data)
 
 
-def _in_threads(work: Callable[[int], Any], count: int, rows: int) -> list[Any]:
-    if rows < _SPLIT_MIN_ROWS or count < 2:
-        return [work(index) for index in range(count)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(work, range(count)))
-
-
 # --- reading -----------------------------------------------------------------------------------------
 
 
@@ -95,7 +87,7 @@ def read_loop(
     lengths = np.empty((width, n_lines), dtype=np.int32)
     # Two pieces cut at a line break, each tokenised into its own rows of the shared arrays.
     pieces = [(start, stop, 0, n_lines)]
-    if n_lines >= _SPLIT_MIN_ROWS:
+    if n_lines >= LARGE_TABLE_ROWS:
         middle = raw.find(b"\n", (start + stop) // 2, stop)
         if middle > start:
             first_lines = raw.count(b"\n", start, middle) + 1
@@ -115,7 +107,7 @@ def read_loop(
         )
         return bool(found == rows)
 
-    if not all(_in_threads(tokenize, len(pieces), n_lines)):
+    if not all(in_two_threads(tokenize, range(len(pieces)), n_lines)):
         return None
 
     def column(index: int) -> Column | None:
@@ -134,8 +126,9 @@ def read_loop(
         # Spellings numpy reads as numbers but the kernels do not ("+1", "1_000") are typed here.
         return infer_column(text)
 
-    columns = _in_threads(column, width, n_lines)
-    if any(values is None for values in columns):
+    typed = in_two_threads(column, range(width), n_lines)
+    columns = [values for values in typed if values is not None]
+    if len(columns) < width:
         return None
     return dict(zip(labels, columns, strict=True))
 
@@ -174,8 +167,9 @@ def format_loop(columns: Sequence[Column]) -> Iterator[memoryview] | None:
             return None if width < 0 else (_ASCII, strings, chars, width)
         return None
 
-    prepared = _in_threads(prepare, len(columns), rows)
-    if any(column is None for column in prepared):
+    measured = in_two_threads(prepare, range(len(columns)), rows)
+    prepared = [column for column in measured if column is not None]
+    if len(prepared) < len(columns):
         return None
     count = len(prepared)
     kinds = np.array([kind for kind, _, _, _ in prepared], dtype=np.int32)
@@ -202,7 +196,7 @@ def format_loop(columns: Sequence[Column]) -> Iterator[memoryview] | None:
         )
         return out.data[first * row_bytes : stop * row_bytes]
 
-    if rows < _SPLIT_MIN_ROWS:
+    if rows < LARGE_TABLE_ROWS:
         return iter([format_rows(0, rows)])
     # Pieces of rows formatted by two threads while the caller writes the finished ones: writing a
     # large file costs the kernel about as much as formatting it.

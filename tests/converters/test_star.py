@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipion_kg.converters import star, star_native
+from scipion_kg.converters import star
 from scipion_kg.converters.raw import Column, RawBlock, RawDocument, infer_column
 
 from scipion_kg.errors import ConversionError, ParseError
+
+from .star_paths import python_writer, reader_path
 
 # What each corpus file holds, read by eye from the file: version, header comments, blocks as
 # (name, is_loop, rows, labels, line of the first row), and (block, label, row, value) samples.
@@ -284,20 +284,6 @@ CASES: dict[str, Case] = {
 
 def corpus(shared_data: Path) -> Path:
     return shared_data / "formats" / "relion_star"
-
-
-@contextmanager
-def reader_path(fast: bool, native: bool = True) -> Iterator[None]:
-    """Force every loop through a fast reader (the native kernels, or pandas cut in two when ``native`` is
-    False or the kernels are not built) or every loop through the exact Python tokenizer."""
-    saved = star._FAST_READ_MIN_BYTES, star._SPLIT_READ_MIN_BYTES, star_native.read_loop
-    star._FAST_READ_MIN_BYTES, star._SPLIT_READ_MIN_BYTES = (0, 0) if fast else (1 << 62, 1 << 62)
-    if not native:
-        star_native.read_loop = lambda *arguments: None
-    try:
-        yield
-    finally:
-        star._FAST_READ_MIN_BYTES, star._SPLIT_READ_MIN_BYTES, star_native.read_loop = saved
 
 
 def assert_same(left: RawDocument, right: RawDocument, rtol: float = 1e-6) -> None:
@@ -674,17 +660,6 @@ def tables(draw: st.DrawFn) -> RawDocument:
                 words = ["x" + word for word in words]
             columns[label] = np.array(words, dtype=str)
     return RawDocument(star.FORMAT_IRI, {"table": RawBlock("table", columns)}, version="30001")
-
-
-@contextmanager
-def python_writer() -> Iterator[None]:
-    """Write every loop with the arrow-based writer, as an install without the native kernels does."""
-    saved = star_native.format_loop
-    star_native.format_loop = lambda columns: None
-    try:
-        yield
-    finally:
-        star_native.format_loop = saved
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -15,6 +15,8 @@ from scipion_kg.converters.raw import RawBlock, RawDocument
 
 from scipion_kg.errors import ParseError
 
+from .star_paths import python_writer, reader_path
+
 needs_kernels = pytest.mark.skipif(
     not star_native.available(), reason="the native STAR kernels are not built (pip install -e . builds them)"
 )
@@ -35,14 +37,10 @@ def loop(tokens: list[str], copies: int = 1) -> bytes:
 
 def read_both(data: bytes) -> tuple[Any, Any]:
     """Column A through the native kernels and through the exact tokenizer."""
-    saved = star._FAST_READ_MIN_BYTES
-    try:
-        star._FAST_READ_MIN_BYTES = 0
+    with reader_path(fast=True):
         native = star.parse(data).block("t").columns["rlnA"]
-        star._FAST_READ_MIN_BYTES = 1 << 62
+    with reader_path(fast=False):
         exact = star.parse(data).block("t").columns["rlnA"]
-    finally:
-        star._FAST_READ_MIN_BYTES = saved
     return native, exact
 
 
@@ -159,9 +157,5 @@ def test_a_large_loop_is_written_in_pieces_in_order(tmp_path: Path) -> None:
     assert again.columns["rlnClassNumber"].tolist() == columns["rlnClassNumber"].tolist()
     assert again.columns["rlnImageName"].tolist() == columns["rlnImageName"].tolist()
     # The same bytes as the arrow-based writer of an install without the kernels.
-    saved = star_native.format_loop
-    star_native.format_loop = lambda columns: None
-    try:
+    with python_writer():
         assert star.format_star(document, star.RELION) == text
-    finally:
-        star_native.format_loop = saved
