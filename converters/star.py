@@ -100,8 +100,6 @@ RELION = StarDialect(FORMAT_IRI)
 _FAST_READ_MIN_BYTES = 1 << 18
 # Runs larger than this are read in two threads.
 _SPLIT_READ_MIN_BYTES = 1 << 23
-# Rows joined per arrow call when writing (bounds the memory of the joined rows).
-_WRITE_BATCH_ROWS = 1 << 18
 
 _WHITESPACE = " \t\r\n\v\f"
 _VERSION = re.compile(r"#\s*version\s+(\S+)\s*$")
@@ -157,6 +155,8 @@ class _Block:
     pairs_line: int | None = None
     # Runs of value lines of the loop: (start byte, end byte, first line, number of lines).
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # A line break near the middle of the first run and the line breaks before it (native scan only).
+    middle: tuple[int, int] | None = None
 
 
 def parse_star(data: str | bytes, source: str, dialect: StarDialect) -> RawDocument:
@@ -197,14 +197,14 @@ class _Parser:
                     )
                 if not block.labels:
                     raise self.error(line_no, f"loop_ of block data_{block.name} has values but no _labels")
-                match = _REGION_END.search(raw, pos)
-                region_end = match.start() if match else size
+                region_end, breaks, middle = self.value_run(pos)
                 stop = region_end
                 while stop > pos and raw[stop - 1] in b" \t\r\n\v\f":
                     stop -= 1
-                breaks = raw.count(b"\n", pos, region_end)
                 block.regions.append((pos, stop, line_no, breaks + 1 - raw.count(b"\n", stop, region_end)))
-                line_no += breaks + (1 if match else 0)
+                if len(block.regions) == 1:
+                    block.middle = middle
+                line_no += breaks + (1 if region_end < size else 0)
                 pos = region_end + 1
                 continue
             self.structure_line(text, line_no)
@@ -212,6 +212,20 @@ class _Parser:
         self.finish_block()
         fields = {f"comment_{i}": comment for i, comment in enumerate(self.comments, start=1)}
         return RawDocument(self.dialect.format_iri, self.blocks, fields=fields, version=self.version)
+
+    def value_run(self, pos: int) -> tuple[int, int, tuple[int, int] | None]:
+        """Where the run of value lines starting at ``pos`` ends (the line break before the line that
+        ends it, or the end of the text), its line breaks, and a line break near its middle (with the
+        line breaks before it) when the kernels found one."""
+        raw = self.raw
+        if len(raw) - pos >= _FAST_READ_MIN_BYTES:
+            run = star_native.scan_values(raw, pos, pos + (len(raw) - pos) // 2)
+            if run is not None:
+                middle = (run.middle, run.breaks_before_middle) if run.middle >= 0 else None
+                return run.end, run.breaks, middle
+        match = _REGION_END.search(raw, pos)
+        region_end = match.start() if match else len(raw)
+        return region_end, raw.count(b"\n", pos, region_end), None
 
     def decode(self, data: bytes, line: int) -> str:
         try:
@@ -337,7 +351,7 @@ class _Parser:
             start, stop, first, n_lines = block.regions[0]
             if stop - start >= _FAST_READ_MIN_BYTES:
                 # The native kernels refuse quotes, comments, \v, \f and NUL themselves.
-                native = star_native.read_loop(self.raw, start, stop, n_lines, block.labels)
+                native = star_native.read_loop(self.raw, start, stop, n_lines, block.labels, block.middle)
                 if native is not None:
                     fast = native, np.arange(first, first + n_lines, dtype=np.int64)
             # Quotes and comments need the exact tokenizer; pandas ends a line at a lone \r (not at \r\n)
@@ -583,20 +597,23 @@ def _loop_rows(block: RawBlock, dialect: StarDialect) -> Iterable[bytes | memory
         return native
     _, compute = _pyarrow()
 
-    def column(index: int) -> Any:
+    def column(index: int) -> tuple[Any, npt.NDArray[np.int64]]:
+        """A column's tokens and, per block of ALIGNED_ROWS rows, the length of its longest token."""
         text = _column_text(block.columns[labels[index]], labels[index], block, dialect)
-        width = compute.max(compute.utf8_length(text)).as_py() or 0
-        text = compute.utf8_lpad(text, width=width)
-        if index == len(labels) - 1:
-            text = compute.binary_join_element_wise(text, *_texts("\n", ""))
-        return text
+        lengths = compute.utf8_length(text).to_numpy(zero_copy_only=False)
+        return text, np.maximum.reduceat(lengths, np.arange(0, block.n_rows, star_native.ALIGNED_ROWS))
 
     # Arrow's kernels release the GIL: two threads format two columns at once.
     with ThreadPoolExecutor(max_workers=2) as pool:
         texts = list(pool.map(column, range(len(labels))))
     chunks: list[bytes | memoryview] = []
-    for start in range(0, block.n_rows, _WRITE_BATCH_ROWS):
-        batch = [text.slice(start, _WRITE_BATCH_ROWS) for text in texts]
+    for number, start in enumerate(range(0, block.n_rows, star_native.ALIGNED_ROWS)):
+        # Each block of rows is aligned to its own widest values, as the native kernels align them.
+        batch = [
+            compute.utf8_lpad(text.slice(start, star_native.ALIGNED_ROWS), width=int(widths[number]))
+            for text, widths in texts
+        ]
+        batch[-1] = compute.binary_join_element_wise(batch[-1], *_texts("\n", ""))
         joined = compute.binary_join_element_wise(*batch, *_texts(" ")) if len(batch) > 1 else batch[0]
         chunks.extend(_string_bytes(joined))
     return chunks

@@ -17,17 +17,23 @@ import itertools
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from scipion_kg.converters.parallel import LARGE_TABLE_ROWS, in_two_threads
 from scipion_kg.converters.raw import Column, infer_column
 
-__all__ = ["available", "format_loop", "read_loop"]
+__all__ = ["ALIGNED_ROWS", "ValueRun", "available", "format_loop", "read_loop", "scan_values"]
 
 _FLOAT64, _INT64, _ASCII = 0, 1, 2  # the kernels' column kinds
-_WRITE_PIECES = 16  # pieces of rows a large loop is formatted (and written) in
+_SLOT = 32  # bytes the kernels reserve per formatted number
+
+ALIGNED_ROWS = 4_096
+"""Rows of a loop whose columns are aligned together when written (each block to its own widest values):
+aligning a whole loop would format every number twice, once to measure it; a block's formatted numbers
+stay in cache until they are laid out."""
+_WRITE_PIECES = 16  # pieces of rows a large loop is formatted (and written) in, whole blocks each
 _POINTER = ctypes.c_void_p
 _I32, _I64 = ctypes.c_int32, ctypes.c_int64
 
@@ -42,15 +48,14 @@ def _library() -> Any:
     except OSError:
         return None
     signatures: dict[str, tuple[Any, list[Any]]] = {
+        "skg_scan_values": (_I64, [_POINTER, _I64, _I64, _I64, _POINTER]),
         "skg_tokenize": (_I64, [_POINTER, _I64, _I64, _I32, _I64, _I64, _POINTER, _POINTER]),
         "skg_parse_int64": (_I32, [_POINTER, _POINTER, _POINTER, _I64, _POINTER]),
         "skg_parse_float64": (_I32, [_POINTER, _POINTER, _POINTER, _I64, _POINTER]),
         "skg_max_code_points": (_I64, [_POINTER, _POINTER, _POINTER, _I64]),
         "skg_fill_utf32": (None, [_POINTER, _POINTER, _POINTER, _I64, _I64, _POINTER]),
-        "skg_float64_width": (_I32, [_POINTER, _I64]),
-        "skg_int64_width": (_I32, [_POINTER, _I64]),
         "skg_ascii_width": (_I64, [_POINTER, _I64, _I64]),
-        "skg_format_rows": (None, [_I32, _POINTER, _POINTER, _POINTER, _POINTER, _I64, _I64, _POINTER]),
+        "skg_format_rows": (_I64, [_I32, _POINTER, _POINTER, _POINTER, _I64, _I64, _I64, _POINTER]),
     }
     for name, (result, arguments) in signatures.items():
         function = getattr(library, name)
@@ -70,11 +75,43 @@ def _address(array: npt.NDArray[Any]) -> int:
 # --- reading -----------------------------------------------------------------------------------------
 
 
+class ValueRun(NamedTuple):
+    """Where a run of loop value lines ends, and a line break near its middle to cut it at."""
+
+    end: int
+    """Offset of the line break before the line that ends the run, or the length of the text."""
+    breaks: int
+    """Line breaks between the run's start and its end."""
+    middle: int
+    """Offset of the first line break at or after the middle asked for (-1 if none before the end)."""
+    breaks_before_middle: int
+
+
+def scan_values(raw: bytes, start: int, split_at: int) -> ValueRun | None:
+    """The run of value lines that starts at ``raw[start]``, ended as ``star``'s region pattern ends it
+    (a line starting, after blanks, with _, #, ;, data_ or loop_); one pass instead of a regex search and
+    two line counts. ``None`` without the kernels."""
+    library = _library()
+    if library is None:
+        return None
+    buffer = np.frombuffer(raw, dtype=np.uint8)
+    found = np.zeros(3, dtype=np.int64)
+    end = library.skg_scan_values(_address(buffer), start, len(raw), split_at, _address(found))
+    return ValueRun(int(end), int(found[0]), int(found[1]), int(found[2]))
+
+
 def read_loop(
-    raw: bytes, start: int, stop: int, n_lines: int, labels: Sequence[str]
+    raw: bytes,
+    start: int,
+    stop: int,
+    n_lines: int,
+    labels: Sequence[str],
+    middle: tuple[int, int] | None = None,
 ) -> dict[str, Column] | None:
     """The columns of the value lines ``raw[start:stop]`` (``n_lines`` lines, none blank), typed as
-    ``infer_column`` types them; ``None`` if the kernels cannot read them exactly."""
+    ``infer_column`` types them; ``None`` if the kernels cannot read them exactly. ``middle`` is a line
+    break inside the run and the number of line breaks before it (from ``scan_values``), where a large
+    run is cut in two."""
     library = _library()
     if library is None or not labels or n_lines <= 0:
         return None
@@ -88,10 +125,12 @@ def read_loop(
     # Two pieces cut at a line break, each tokenised into its own rows of the shared arrays.
     pieces = [(start, stop, 0, n_lines)]
     if n_lines >= LARGE_TABLE_ROWS:
-        middle = raw.find(b"\n", (start + stop) // 2, stop)
-        if middle > start:
-            first_lines = raw.count(b"\n", start, middle) + 1
-            pieces = [(start, middle, 0, first_lines), (middle + 1, stop, first_lines, n_lines - first_lines)]
+        if middle is None or not start < middle[0] < stop:
+            cut = raw.find(b"\n", (start + stop) // 2, stop)
+            middle = (cut, raw.count(b"\n", start, cut)) if cut > start else None
+        if middle is not None:
+            cut, first_lines = middle[0], middle[1] + 1
+            pieces = [(start, cut, 0, first_lines), (cut + 1, stop, first_lines, n_lines - first_lines)]
 
     def tokenize(index: int) -> bool:
         piece_start, piece_stop, first_row, rows = pieces[index]
@@ -137,10 +176,11 @@ def read_loop(
 
 
 def format_loop(columns: Sequence[Column]) -> Iterator[memoryview] | None:
-    """The value lines of a loop (each column right-aligned to its widest value, one blank between
-    columns), as ``star`` writes them, in pieces of rows that large tables format in the background;
-    ``None`` if a column needs the exact path (quotes, non-ASCII text, bytes or objects, unsigned values
-    beyond int64). Every check is made before this returns: consuming the pieces cannot fail."""
+    """The value lines of a loop as ``star`` writes them: in blocks of ALIGNED_ROWS rows, each column
+    right-aligned to its widest value in the block, one blank between columns. Large tables are formatted
+    in the background, block by block, while the caller writes the finished ones. ``None`` if a column
+    needs the exact path (quotes, non-ASCII text, bytes or objects, unsigned values beyond int64). Every
+    check is made before this returns: consuming the pieces cannot fail."""
     library = _library()
     if library is None or not columns:
         return None
@@ -148,23 +188,21 @@ def format_loop(columns: Sequence[Column]) -> Iterator[memoryview] | None:
     if rows == 0 or any(len(values) != rows for values in columns):
         return None
 
-    def prepare(index: int) -> tuple[int, npt.NDArray[Any], int, int] | None:
-        """(kind, contiguous values, code points per value, width) of a column."""
+    def prepare(index: int) -> tuple[int, npt.NDArray[Any], int] | None:
+        """(kind, contiguous values, code points per value) of a column."""
         values = columns[index]
         kind = values.dtype.kind
         if kind == "f":
-            floats = np.ascontiguousarray(values, dtype=np.float64)
-            return _FLOAT64, floats, 0, library.skg_float64_width(_address(floats), rows)
+            return _FLOAT64, np.ascontiguousarray(values, dtype=np.float64), 0
         if kind in "biu":
             if kind == "u" and values.size and int(values.max()) > np.iinfo(np.int64).max:
                 return None
-            integers = np.ascontiguousarray(values, dtype=np.int64)
-            return _INT64, integers, 0, library.skg_int64_width(_address(integers), rows)
+            return _INT64, np.ascontiguousarray(values, dtype=np.int64), 0
         if kind == "U" and values.dtype.itemsize:
             strings = np.ascontiguousarray(values)
             chars = strings.dtype.itemsize // 4
-            width = library.skg_ascii_width(_address(strings), rows, chars)
-            return None if width < 0 else (_ASCII, strings, chars, width)
+            needs_exact_path = library.skg_ascii_width(_address(strings), rows, chars) < 0
+            return None if needs_exact_path else (_ASCII, strings, chars)
         return None
 
     measured = in_two_threads(prepare, range(len(columns)), rows)
@@ -172,36 +210,31 @@ def format_loop(columns: Sequence[Column]) -> Iterator[memoryview] | None:
     if len(prepared) < len(columns):
         return None
     count = len(prepared)
-    kinds = np.array([kind for kind, _, _, _ in prepared], dtype=np.int32)
-    values = (ctypes.c_void_p * count)(*[_address(array) for _, array, _, _ in prepared])
-    chars = np.array([points for _, _, points, _ in prepared], dtype=np.int64)
-    widths = np.array([width for _, _, _, width in prepared], dtype=np.int32)
-    row_bytes = int(widths.sum()) + count
-    out = np.empty(rows * row_bytes, dtype=np.uint8)
+    kinds = np.array([kind for kind, _, _ in prepared], dtype=np.int32)
+    values = (ctypes.c_void_p * count)(*[_address(array) for _, array, _ in prepared])
+    chars = np.array([points for _, _, points in prepared], dtype=np.int64)
+    # Room for the widest possible row: a number takes at most _SLOT bytes, a string its code points.
+    row_bound = int(sum(_SLOT if kind != _ASCII else points for kind, _, points in prepared)) + count
 
     # The kernels see raw addresses: the arrays behind them (some are contiguous copies made above) must
-    # live until the last background piece is formatted, so the function holds them (a default value).
-    arrays = [array for _, array, _, _ in prepared]
+    # live until the last background block is formatted, so the function holds them (a default value).
+    arrays = [array for _, array, _ in prepared]
 
     def format_rows(first: int, stop: int, _alive: list[npt.NDArray[Any]] = arrays) -> memoryview:
-        library.skg_format_rows(
-            count,
-            _address(kinds),
-            values,
-            _address(chars),
-            _address(widths),
-            first,
-            stop,
-            _address(out) + first * row_bytes,
+        out = np.empty((stop - first) * row_bound, dtype=np.uint8)  # pages past the text stay untouched
+        size = library.skg_format_rows(
+            count, _address(kinds), values, _address(chars), first, stop, ALIGNED_ROWS, _address(out)
         )
-        return out.data[first * row_bytes : stop * row_bytes]
+        return out.data[:size]
 
     if rows < LARGE_TABLE_ROWS:
         return iter([format_rows(0, rows)])
-    # Pieces of rows formatted by two threads while the caller writes the finished ones: writing a
-    # large file costs the kernel about as much as formatting it.
-    cuts = np.linspace(0, rows, _WRITE_PIECES + 1).astype(np.int64)
+    # Pieces of whole blocks formatted by two threads while the caller writes the finished ones: writing
+    # a large file costs the kernel about as much as formatting it.
+    blocks = -(-rows // ALIGNED_ROWS)
+    cuts = [min(rows, ALIGNED_ROWS * (blocks * piece // _WRITE_PIECES)) for piece in range(_WRITE_PIECES + 1)]
+    pieces = [(first, stop) for first, stop in itertools.pairwise(cuts) if stop > first]
     pool = ThreadPoolExecutor(max_workers=2)
-    futures = [pool.submit(format_rows, int(first), int(stop)) for first, stop in itertools.pairwise(cuts)]
-    pool.shutdown(wait=False)  # the queued pieces still run; the threads end after the last
+    futures = [pool.submit(format_rows, first, stop) for first, stop in pieces]
+    pool.shutdown(wait=False)  # the queued blocks still run; the threads end after the last
     return (future.result() for future in futures)

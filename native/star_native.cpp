@@ -4,11 +4,14 @@
 // table at once). Every function either succeeds exactly or reports failure, and the Python side then takes
 // its exact path: nothing here guesses. Numbers are parsed and formatted with std::from_chars/to_chars,
 // which are correctly rounded and shortest-round-trip (the same values Python's float() and repr() give).
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <system_error>
+#include <vector>
 
 namespace {
 
@@ -110,9 +113,58 @@ int32_t python_repr(double value, char* slot) {
     return static_cast<int32_t>(out - slot);
 }
 
+// Whether a token is ASCII without NUL (written so that the compiler vectorises it: most text is ASCII).
+inline bool plain_ascii(const unsigned char* text, int32_t size) {
+    unsigned char high = 0, nul = 0;
+    for (int32_t i = 0; i < size; ++i) {
+        high |= text[i];
+        nul |= text[i] == 0;
+    }
+    return high < 0x80 && !nul;
+}
+
 }  // namespace
 
 extern "C" {
+
+// Find where a run of loop value lines that starts at data[begin] ends: at the line break before the
+// first line whose first non-blank byte (blanks: space, \t, \r, \v, \f) is _, # or ;, or that starts
+// (after blanks) with data_ or loop_; at `size` if no line does. found[0] is the number of line breaks
+// in data[begin:end); found[1] the offset of the first line break at or after split_at that lies before
+// the end (-1 if none) and found[2] the number of line breaks before that one, so that a caller can cut
+// the run in two at a line without counting again. Returns the end.
+int64_t skg_scan_values(const char* data, int64_t begin, int64_t size, int64_t split_at, int64_t* found) {
+    int64_t breaks = 0, pos = begin;
+    found[1] = -1;
+    found[2] = 0;
+    while (pos < size) {
+        const char* line_end = static_cast<const char*>(std::memchr(data + pos, '\n', size - pos));
+        if (!line_end) break;
+        int64_t end = line_end - data;
+        int64_t next = end + 1;
+        while (next < size && (data[next] == ' ' || data[next] == '\t' || data[next] == '\r' ||
+                               data[next] == '\v' || data[next] == '\f'))
+            ++next;
+        if (next < size) {
+            char lead = data[next];
+            bool ends = lead == '_' || lead == '#' || lead == ';' ||
+                        (size - next >= 5 && (std::memcmp(data + next, "data_", 5) == 0 ||
+                                              std::memcmp(data + next, "loop_", 5) == 0));
+            if (ends) {
+                found[0] = breaks;
+                return end;
+            }
+        }
+        if (found[1] < 0 && end >= split_at) {
+            found[1] = end;
+            found[2] = breaks;
+        }
+        ++breaks;
+        pos = end + 1;
+    }
+    found[0] = breaks;
+    return size;
+}
 
 // Split the value lines data[begin:size) into rows of exactly `width` blank-separated tokens.
 // Token j of row r goes to starts[j * column_size + r] (its byte offset in data, which is below 4 GiB)
@@ -184,7 +236,7 @@ int64_t skg_max_code_points(const char* data, const uint32_t* starts, const int3
     int64_t longest = 0;
     for (int64_t r = 0; r < rows; ++r) {
         const auto* text = reinterpret_cast<const unsigned char*>(data + starts[r]);
-        int64_t count = utf8_length(text, lengths[r]);
+        int64_t count = plain_ascii(text, lengths[r]) ? lengths[r] : utf8_length(text, lengths[r]);
         if (count < 0) return -1;
         if (count > longest) longest = count;
     }
@@ -199,44 +251,29 @@ void skg_fill_utf32(const char* data, const uint32_t* starts, const int32_t* len
         int32_t size = lengths[r];
         uint32_t* target = out + r * chars;
         int64_t n = 0;
-        for (int32_t i = 0; i < size; ++n) {
-            unsigned char lead = text[i];
-            int extra = lead < 0x80 ? 0 : lead < 0xE0 ? 1 : lead < 0xF0 ? 2 : 3;
-            uint32_t point = extra == 0 ? lead : (lead & (0x3F >> extra));
-            for (int k = 1; k <= extra; ++k) point = (point << 6) | (text[i + k] & 0x3F);
-            target[n] = point;
-            i += extra + 1;
+        if (plain_ascii(text, size)) {
+            for (int32_t i = 0; i < size; ++i) target[i] = text[i];
+            n = size;
+        } else {
+            for (int32_t i = 0; i < size; ++n) {
+                unsigned char lead = text[i];
+                int extra = lead < 0x80 ? 0 : lead < 0xE0 ? 1 : lead < 0xF0 ? 2 : 3;
+                uint32_t point = extra == 0 ? lead : (lead & (0x3F >> extra));
+                for (int k = 1; k <= extra; ++k) point = (point << 6) | (text[i + k] & 0x3F);
+                target[n] = point;
+                i += extra + 1;
+            }
         }
-        for (; n < chars; ++n) target[n] = 0;
+        std::memset(target + n, 0, static_cast<size_t>(chars - n) * sizeof(uint32_t));
     }
 }
 
-// --- writing: a first pass measures every column's widest value, a second formats the rows in place.
-// Formatting floats twice costs less than keeping ~25 bytes of text per value between the passes.
+// --- writing: rows are formatted in blocks; within a block each column is right-aligned to its widest
+// value. Numbers are formatted once into fixed slots, measured, then laid out: one formatting per value.
 
 enum ColumnKind : int32_t { FLOAT64 = 0, INT64 = 1, ASCII = 2 };
 
-// The widest value of a float64 column written as Python's repr().
-int32_t skg_float64_width(const double* values, int64_t rows) {
-    int32_t longest = 0;
-    char slot[32];
-    for (int64_t r = 0; r < rows; ++r) {
-        int32_t size = python_repr(values[r], slot);
-        if (size > longest) longest = size;
-    }
-    return longest;
-}
-
-// The widest value of an int64 column in decimal.
-int32_t skg_int64_width(const int64_t* values, int64_t rows) {
-    int32_t longest = 0;
-    char slot[24];
-    for (int64_t r = 0; r < rows; ++r) {
-        int32_t size = static_cast<int32_t>(std::to_chars(slot, slot + sizeof slot, values[r]).ptr - slot);
-        if (size > longest) longest = size;
-    }
-    return longest;
-}
+constexpr int32_t kSlot = 32;  // bytes per formatted number (repr of a double is at most 24)
 
 // The widest value of a NumPy "U" column (rows of `chars` UTF-32 code points), or -1 if a value is not
 // ASCII, holds a NUL, or cannot be written bare in STAR: empty, holding a blank, starting with a quote,
@@ -266,39 +303,60 @@ int64_t skg_ascii_width(const uint32_t* values, int64_t rows, int64_t chars) {
     return longest;
 }
 
-// Rows [first, stop) of a table: each value right-aligned to widths[c], one blank between columns, "\n"
-// after the last. kinds[c] says what values[c] points at (chars[c] code points per value for ASCII).
-// Every row is sum(widths) + columns bytes long, so row r starts at out + (r - first) * that.
-void skg_format_rows(int32_t columns, const int32_t* kinds, const void* const* values, const int64_t* chars,
-                     const int32_t* widths, int64_t first, int64_t stop, char* out) {
+// Rows [first, stop) of a table in blocks of block_rows rows (counted from row 0, so `first` is a
+// multiple of block_rows): within a block, each value right-aligned to the widest value of its column in
+// the block, one blank between columns, "\n" after the last. kinds[c] says what values[c] points at
+// (chars[c] code points per value for ASCII, already checked by skg_ascii_width). `out` holds at least
+// (stop - first) * (sum over columns of kSlot, or chars[c] for ASCII, plus 1) bytes. Returns the bytes
+// written. A block's numbers are formatted once, into slots small enough to stay in cache until laid out.
+int64_t skg_format_rows(int32_t columns, const int32_t* kinds, const void* const* values, const int64_t* chars,
+                        int64_t first, int64_t stop, int64_t block_rows, char* out) {
+    // Left uninitialised: every slot read is written first.
+    std::unique_ptr<char[]> slots(new char[static_cast<size_t>(block_rows * columns) * kSlot]);
+    std::vector<int32_t> sizes(static_cast<size_t>(block_rows * columns));
+    std::vector<int32_t> widths(static_cast<size_t>(columns));
     char* cursor = out;
-    char slot[32];
-    for (int64_t r = first; r < stop; ++r) {
-        for (int32_t c = 0; c < columns; ++c) {
-            int32_t size = 0;
-            const char* text = slot;
-            if (kinds[c] == FLOAT64) {
-                size = python_repr(static_cast<const double*>(values[c])[r], slot);
-            } else if (kinds[c] == INT64) {
-                int64_t value = static_cast<const int64_t*>(values[c])[r];
-                size = static_cast<int32_t>(std::to_chars(slot, slot + sizeof slot, value).ptr - slot);
-            } else {
-                const uint32_t* value = static_cast<const uint32_t*>(values[c]) + r * chars[c];
-                int64_t n = chars[c];
-                while (n > 0 && value[n - 1] == 0) --n;
-                std::memset(cursor, ' ', widths[c] - n);
-                cursor += widths[c] - n;
-                for (int64_t i = 0; i < n; ++i) *cursor++ = static_cast<char>(value[i]);
-                *cursor++ = c + 1 == columns ? '\n' : ' ';
-                continue;
+    for (int64_t block = first; block < stop; block += block_rows) {
+        const int64_t rows = std::min(block_rows, stop - block);
+        std::fill(widths.begin(), widths.end(), 0);
+        for (int64_t r = 0; r < rows; ++r) {
+            for (int32_t c = 0; c < columns; ++c) {
+                size_t at = static_cast<size_t>(r * columns + c);
+                char* slot = slots.get() + at * kSlot;
+                int32_t size;
+                if (kinds[c] == FLOAT64) {
+                    size = python_repr(static_cast<const double*>(values[c])[block + r], slot);
+                } else if (kinds[c] == INT64) {
+                    int64_t value = static_cast<const int64_t*>(values[c])[block + r];
+                    size = static_cast<int32_t>(std::to_chars(slot, slot + kSlot, value).ptr - slot);
+                } else {
+                    const uint32_t* value = static_cast<const uint32_t*>(values[c]) + (block + r) * chars[c];
+                    int64_t n = chars[c];
+                    while (n > 0 && value[n - 1] == 0) --n;
+                    size = static_cast<int32_t>(n);
+                }
+                sizes[at] = size;
+                if (size > widths[c]) widths[c] = size;
             }
-            std::memset(cursor, ' ', widths[c] - size);
-            cursor += widths[c] - size;
-            std::memcpy(cursor, text, size);
-            cursor += size;
-            *cursor++ = c + 1 == columns ? '\n' : ' ';
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+            for (int32_t c = 0; c < columns; ++c) {
+                size_t at = static_cast<size_t>(r * columns + c);
+                int32_t size = sizes[at];
+                std::memset(cursor, ' ', widths[c] - size);
+                cursor += widths[c] - size;
+                if (kinds[c] == ASCII) {
+                    const uint32_t* value = static_cast<const uint32_t*>(values[c]) + (block + r) * chars[c];
+                    for (int32_t i = 0; i < size; ++i) *cursor++ = static_cast<char>(value[i]);
+                } else {
+                    std::memcpy(cursor, slots.get() + at * kSlot, size);
+                    cursor += size;
+                }
+                *cursor++ = c + 1 == columns ? '\n' : ' ';
+            }
         }
     }
+    return cursor - out;
 }
 
 }  // extern "C"

@@ -159,3 +159,43 @@ def test_a_large_loop_is_written_in_pieces_in_order(tmp_path: Path) -> None:
     # The same bytes as the arrow-based writer of an install without the kernels.
     with python_writer():
         assert star.format_star(document, star.RELION) == text
+
+
+@needs_kernels
+def test_each_block_of_rows_is_aligned_to_its_own_widest_values() -> None:
+    # A long value in the second block widens that block's column only; both writers agree.
+    block_rows = star_native.ALIGNED_ROWS
+    values = np.full(block_rows + 10, 1.5)
+    values[block_rows + 3] = -123456.25
+    document = RawDocument(star.FORMAT_IRI, {"t": RawBlock("t", {"x": values, "i": np.arange(values.size)})})
+    rows = star.to_string(document).split("_i #2\n")[1].split("\n")[:-1]
+    assert rows[0] == "1.5    0"  # the first block's row numbers run to 4095
+    assert rows[block_rows - 1] == f"1.5 {block_rows - 1}"
+    assert rows[block_rows] == f"       1.5 {block_rows}"
+    assert rows[block_rows + 3] == f"-123456.25 {block_rows + 3}"
+    with python_writer():
+        assert star.to_string(document).split("_i #2\n")[1].split("\n")[:-1] == rows
+
+
+_TEXT_BYTES = st.sampled_from(
+    ["1 2", "  3 4", "\t", "", "_rlnX", "# c", ";", "data_b", "loop_", "x data_", "\r"]
+)
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(_TEXT_BYTES, min_size=1, max_size=12), blanks=st.sampled_from(["", " ", "\t\r", "\v"]))
+def test_the_native_scan_ends_value_runs_where_the_pattern_does(lines: list[str], blanks: str) -> None:
+    raw = ("1 2\n" + "\n".join(blanks + line for line in lines) + "\n").encode()
+    parser = star._Parser(raw, "t.star", star.RELION)
+    native = star_native.scan_values(raw, 0, len(raw) // 2)
+    assert native is not None
+    match = star._REGION_END.search(raw, 0)
+    end = match.start() if match else len(raw)
+    assert (native.end, native.breaks) == (end, raw.count(b"\n", 0, end))
+    if native.middle >= 0:
+        assert raw[native.middle] == ord("\n") and len(raw) // 2 <= native.middle < end
+        assert native.breaks_before_middle == raw.count(b"\n", 0, native.middle)
+    else:
+        assert raw.find(b"\n", len(raw) // 2, end) < 0
+    assert parser.value_run(0)[:2] == (end, raw.count(b"\n", 0, end))
