@@ -86,15 +86,22 @@ def read_run_summary(path: Path) -> RunSummary:
     generated = []
     for properties in by_subject.values():
         if run in properties.get(PROV + "wasGeneratedBy", []):
-            generation = (properties.get(PROV + "qualifiedGeneration") or [""])[0]
-            role = (by_subject.get(generation, {}).get(PROV + "hadRole") or [""])[0]
-            generated.append(
-                RunFile(
-                    role.removeprefix(_ROLE_PREFIX),
-                    (properties.get(SKG + "filePath") or [""])[0],
-                    (properties.get(SKG + "sha256") or [""])[0],
+            # Files are content-addressed: two outputs with the same bytes (a selection that kept every
+            # particle) are one entity generated in two roles, and each role is listed.
+            roles = {
+                role
+                for generation in properties.get(PROV + "qualifiedGeneration") or []
+                if run in by_subject.get(generation, {}).get(PROV + "activity", [run])
+                for role in by_subject.get(generation, {}).get(PROV + "hadRole") or []
+            }
+            for role in sorted(roles) or [""]:
+                generated.append(
+                    RunFile(
+                        role.removeprefix(_ROLE_PREFIX),
+                        (properties.get(SKG + "filePath") or [""])[0],
+                        (properties.get(SKG + "sha256") or [""])[0],
+                    )
                 )
-            )
     generated.sort(key=lambda f: (f.role, f.path))
     return RunSummary(run, status, used, generated, error_message)
 

@@ -276,3 +276,22 @@ def test_described_nodes_are_recorded_with_a_successful_run_only(project: Projec
         failed.describe("field/z", "skg:DepositionField", {"skg:fieldValue": "lost"})
         raise RuntimeError("boom")
     assert not store.ask(f"ASK {{ <{failed.iri}/field/z> ?p ?o }}")
+
+
+def test_two_outputs_with_the_same_bytes_are_one_entity_listed_in_both_roles(
+    project: Project, store: Store
+) -> None:
+    # A 2D selection that keeps every particle writes the same bytes twice: one content-addressed entity,
+    # generated in two roles, and the run's summary finds it under each.
+    from scipion_kg.run_summary import read_run_summary
+
+    recorder = Recorder(project, store)
+    with recorder.run("skg:Classification2D") as run:
+        for name, role in (("particles.star", "particles"), ("selected.star", "selected")):
+            path = run.directory / name
+            path.write_text("data_particles\n")
+            run.add_output(path, role, "skg:ParticleSet")
+    assert run.bundle_path is not None
+    summary = read_run_summary(run.bundle_path)
+    assert [f.role for f in summary.generated] == ["particles", "selected"]
+    assert summary.outputs("selected")[0].sha256 == summary.outputs("particles")[0].sha256

@@ -39,10 +39,12 @@ __all__ = [
     "GuinierPlot",
     "PostprocessResult",
     "automatic_mask",
+    "mask_corrected_fsc",
     "phase_randomise",
     "plot_fsc",
     "plot_guinier",
     "postprocess",
+    "randomisation_shell",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -142,13 +144,12 @@ def postprocess(
     fsc_masked = fsc(first * mask_values, second * mask_values)
     _tick(progress, 2, total)
     if randomise_at is None:
-        below = np.flatnonzero(fsc_unmasked[1:] < RANDOMISE_FSC)
-        randomise_shell = int(below[0]) + 1 if below.size else shells - 1
+        randomise_shell = randomisation_shell(fsc_unmasked)
     else:
         if randomise_at < 2.0 * pixel:
             raise ProcessingError(f"randomise_at {randomise_at} Å is finer than Nyquist ({2 * pixel:.2f} Å)")
         randomise_shell = max(1, round(box * pixel / randomise_at))
-    fsc_random, fsc_corrected = _mask_corrected_fsc(
+    fsc_random, fsc_corrected = mask_corrected_fsc(
         first, second, mask_values, fsc_masked, randomise_shell, np.random.default_rng(seed)
     )
     resolution = resolution_at(fsc_corrected, 0.143, box, pixel)
@@ -344,9 +345,16 @@ def _load_halves(
     return maps[0], maps[1], float(pixel_size)
 
 
-def _mask_corrected_fsc(
-    first: FloatArray,
-    second: FloatArray,
+def randomisation_shell(fsc_unmasked: FloatArray) -> int:
+    """The first shell where the unmasked half-map FSC falls below RANDOMISE_FSC (the last shell if it
+    never does): phases are randomised from there on to measure what a mask adds to the FSC."""
+    below = np.flatnonzero(fsc_unmasked[1:] < RANDOMISE_FSC)
+    return int(below[0]) + 1 if below.size else len(fsc_unmasked) - 1
+
+
+def mask_corrected_fsc(
+    first: npt.NDArray[np.floating],
+    second: npt.NDArray[np.floating],
     mask: Float32Array,
     fsc_masked: FloatArray,
     randomise_shell: int,

@@ -59,7 +59,10 @@ FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
 
 OVERSAMPLING = 2  # the map is computed on a grid this much finer, then Fourier-cropped
-SOFT_EDGE_START = 0.8  # fraction of Nyquist where the band limit's raised-cosine edge starts
+# Fraction of Nyquist where the band limit's raised-cosine edge starts. At 0.8 the edge began at 4.75 Å
+# (1.9 Å/px), inside the 10 Å-to-resolution range of the demo's Guinier fit: the truth itself then fell
+# off like B = -45 Å² to 4.2 Å instead of -19 Å².
+SOFT_EDGE_START = 0.95
 ICE_BFACTOR = 50.0  # Å², amplitude envelope exp(-B k² / 4) of the amorphous-ice noise
 RADIUS_THRESHOLD = 0.05  # a voxel belongs to the particle if its density exceeds this fraction of the maximum
 WORKERS = 2
@@ -224,20 +227,25 @@ SMALL = SimulationSettings(
     n_micrographs=20,
     micrograph_size=1024,
     particles_per_micrograph=50,
-    box=96,
+    box=128,
     pixel_size=1.9,
     n_frames=12,
     dose_per_frame=3.0,
     drift_px=6.0,
     ice_contrast=1.0,
-    snr=0.1,
+    snr=0.05625,
     radiation_damage=False,
 )
-"""Demo preset: 1BD2 (r_max 73 Å) in a 96 px box at 1.9 Å (182 Å); 1,000 particles, 36 e/Å².
+"""Demo preset: 1BD2 (r_max 73 Å) in a 128 px box at 1.9 Å (243 Å); 1,000 particles, 36 e/Å².
 
 Sized so that every number the demo promises is measurable (measured on earlier presets):
 - at 2.8 Å/px with 420-640 particles the gold-standard resolution stayed near 9 Å, too close to the
   10 Å where a Guinier fit starts, and the median pose error was 4.9°, too close to 5°;
+- the box is 1.7 times the particle: the CTF moves 4 Å detail λ·Δz/d, about 90 Å at 2 µm defocus, away
+  from the atoms that scatter it, and a 96 px box (182 Å) cut it off. Reconstructions from the true poses
+  and CTFs then fell off like an extra B of 20 Å² (micrographs at 1.0-1.75 µm) to 50 Å² (1.75-2.5 µm),
+  and the demo's auto B-factor was -67 Å² where the truth's is -23 Å². The SNR, measured over the boxes,
+  is (96 / 128)² × 0.1 = 0.05625: the same particle contrast as 0.1 in a 96 px box;
 - the ice carries as much power as the particles (``ice_contrast`` 1): in real micrographs the Thon rings
   come mostly from the amorphous ice, and at 0.5 the astigmatism angle of micrographs with |U-V| near
   1,000 Å was off by up to 11°;
@@ -249,16 +257,16 @@ STANDARD = SimulationSettings(
     n_micrographs=48,
     micrograph_size=1024,
     particles_per_micrograph=50,
-    box=96,
+    box=128,
     pixel_size=1.9,
     n_frames=16,
     dose_per_frame=2.5,
     drift_px=8.0,
     ice_contrast=1.0,
-    snr=0.1,
+    snr=0.05625,
     radiation_damage=False,
 )
-"""Demo preset: 1BD2 in a 96 px box at 1.9 Å (182 Å); 2,400 particles, 40 e/Å² (see SMALL)."""
+"""Demo preset: 1BD2 in a 128 px box at 1.9 Å (243 Å); 2,400 particles, 40 e/Å² (see SMALL)."""
 
 
 # ----------------------------------------------------------------------------------------- the truth

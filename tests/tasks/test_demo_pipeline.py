@@ -132,13 +132,11 @@ def test_the_map_matches_the_truth_and_its_mirror_does_not(demo: DemoResult) -> 
     assert float(mirrored[band].mean()) < 0.3 < float(correct[band].mean())
 
 
-def test_the_auto_bfactor_is_a_sharpening_of_the_right_order(demo: DemoResult) -> None:
-    # Atoms simulated with B = 30 Å² (the truth map's own Guinier slope from 10 Å to 4.4 Å is -25 Å²). The
-    # target is -20 to -60 Å²; measured about -85 Å². The refinement's pose errors (median about 3.5°,
-    # 90th percentile about 10°) add most of it: reconstructing the same particles with their TRUE poses
-    # gives -56 Å² here, and relion_postprocess reports -67 Å² on those half maps and -66 Å² on the
-    # refined ones. This bound catches a sign error or a failed fit, not the target.
-    assert -120.0 <= demo.summary["bfactor"] <= -20.0
+def test_the_auto_bfactor_recovers_the_simulated_blur(demo: DemoResult) -> None:
+    # Atoms simulated with B = 30 Å²; the truth map's own Guinier slope from 10 Å to 4-4.4 Å is -19 to
+    # -23 Å² (the protein's spectrum is not flat there). Alignment errors and the CTF-delocalised signal
+    # that still leaves the box add the rest.
+    assert -60.0 <= demo.summary["bfactor"] <= -20.0
 
 
 def test_the_final_map_lineage_holds_every_step_with_software_and_parameters(demo: DemoResult) -> None:

@@ -70,13 +70,13 @@ def relion_runs(demo: DemoResult, tmp_path_factory: pytest.TempPathFactory) -> t
          "parameters": {"dose_weighting": False}},
         {"id": "picking", "step": "particle_picking", "backend": "relion",
          "inputs": {"micrographs": given["micrographs"]},
-         "parameters": {"diameter": [110.0, 180.0], "particles_per_micrograph": 55, "exclude_border": 48}},
+         "parameters": {"diameter": [110.0, 180.0], "particles_per_micrograph": 55, "exclude_border": 64}},
         {"id": "extraction", "step": "particle_extraction", "backend": "relion",
          "inputs": {"micrographs": given["micrographs"], "coordinates": given["coordinates"]},
-         "parameters": {"box": 96}},
+         "parameters": {"box": 128}},
         {"id": "class2d", "step": "classification_2d", "backend": "relion",
          "inputs": {"particles": given["extracted"]},
-         "parameters": {"classes": 4, "iterations": 2, "psi_step": 20.0, "mask_diameter": 150.0}},
+         "parameters": {"classes": 4, "iterations": 4, "psi_step": 20.0, "mask_diameter": 150.0}},
         {"id": "reconstruction", "step": "reconstruction", "backend": "relion",
          "inputs": {"particles": given["refined"]}},
         {"id": "mask", "step": "masking", "backend": "relion", "inputs": {"map": given["map"]}},
@@ -150,11 +150,13 @@ def test_relion_extraction_matches_the_builtin_stacks(relion_runs: Any) -> None:
     relion_stack = np.array([theirs[key] for key in common])
     builtin_average = np.mean([ours[key] for key in common], axis=0)
     relion_average = relion_stack.mean(axis=0)
-    agreement = float(np.corrcoef(relion_average.ravel(), builtin_average.ravel())[0, 1])
-    offset = np.abs(_centroid(relion_average) - _centroid(builtin_average))
     box = relion_stack.shape[1]
     y, x = np.indices((box, box))
-    background = relion_stack[:, np.hypot(x - box // 2, y - box // 2) > 0.75 * box / 2]
+    outside = np.hypot(x - box // 2, y - box // 2) > 0.75 * box / 2
+    # Compared where the particles are: the background of both averages is mostly noise.
+    agreement = float(np.corrcoef(relion_average[~outside], builtin_average[~outside])[0, 1])
+    offset = np.abs(_centroid(relion_average) - _centroid(builtin_average))
+    background = relion_stack[:, outside]
     print(f"extraction: {len(common)} boxes, averages r = {agreement:.3f}, centroid offset {offset} px")
     assert agreement > 0.9
     assert offset.max() < 1.0
